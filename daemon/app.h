@@ -1,0 +1,26 @@
+/* app.h: the daemon's long-lived parts, handed to handlers and jobs.
+ * Owned by main.c; everything here lives from start-up to shutdown. */
+#ifndef CREDITD_APP_H
+#define CREDITD_APP_H
+
+#include <stdbool.h>
+
+struct event_base;
+struct config;
+struct db;
+struct http_server;
+struct sched;
+struct metrics;
+
+struct app {
+	struct event_base *base;
+	struct config *cfg; /* swapped on SIGHUP */
+	const char *config_path;
+	struct db *db;
+	struct http_server *http;
+	struct sched *sched;
+	struct metrics *metrics;
+	bool draining;
+};
+
+#endif

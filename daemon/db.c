@@ -1,0 +1,686 @@
+/* db.c: connection pool, pipeline mode and result FIFO (R9.1, R9.3). */
+#include "db.h"
+
+#include <event2/event.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "xmalloc.h"
+
+#define DB_BACKOFF_MIN_MS 100
+#define DB_BACKOFF_MAX_MS 5000
+#define DB_MAX_QUEUED 20000 /* batches in flight over the whole pool */
+
+struct db_stmt {
+	char *sql;
+	int nparams;
+	char **params;
+	int *lengths;
+};
+
+struct db_batch {
+	struct db_stmt *stmts;
+	int n, cap;
+	bool simple; /* simple protocol (set-up only) */
+	db_cb cb;
+	void *arg;
+	struct db_batch *next;
+	/* results */
+	PGresult **res;
+	int nres;
+	int cur; /* statement whose results are being read */
+	bool failed;
+};
+
+struct db_result {
+	struct db_batch *b;
+	bool unavailable;
+	const char *error;
+	const char *sqlstate;
+	const char *constraint;
+	const char *detail;
+	const char *failed_sql;
+};
+
+enum db_conn_state {
+	DB_CONN_CONNECTING, /* PQconnectPoll in progress */
+	DB_CONN_SETUP,	    /* connected, schema check / migration in simple mode */
+	DB_CONN_READY,	    /* pipeline mode; batches may be in flight (inflight > 0 = busy) */
+	DB_CONN_BACKOFF,    /* failed; a timer will reconnect */
+};
+
+struct db_conn {
+	struct db *db;
+	int idx;
+	PGconn *pg;
+	enum db_conn_state state;
+	struct event *ev_io;
+	struct event *ev_timer;
+	short io_what;
+	int backoff_ms;
+	struct db_batch *head, *tail;
+	size_t inflight;
+	bool flush_pending;
+	bool in_dispatch; /* guards against freeing during callbacks */
+};
+
+struct db {
+	struct event_base *base;
+	char *conninfo;
+	int npool;
+	struct db_conn *conns;
+	db_setup_cb setup_cb;
+	void *setup_arg;
+	db_conn_setup_fn conn_setup;
+	void *conn_setup_arg;
+	db_notify_cb notify_cb;
+	void *notify_arg;
+	int schema_version;
+	bool schema_ok;
+	size_t inflight;
+	unsigned rr;
+};
+
+static void db_conn_connect(struct db_conn *c);
+static void db_conn_io_cb(evutil_socket_t fd, short what, void *arg);
+
+static const char *const db_state_names[] = {"connecting", "setup", "ready", "backoff"};
+
+static void
+db_conn_set_state(struct db_conn *c, enum db_conn_state s)
+{
+	if (c->state != s)
+		log_debug("db[%d]: %s -> %s", c->idx, db_state_names[c->state], db_state_names[s]);
+	c->state = s;
+}
+
+/* ---- batches ---- */
+
+struct db_batch *
+db_batch_new(void)
+{
+	return xcalloc(1, sizeof(struct db_batch));
+}
+
+void
+db_batch_free(struct db_batch *b)
+{
+	if (b == NULL)
+		return;
+	for (int i = 0; i < b->n; i++) {
+		struct db_stmt *s = &b->stmts[i];
+		for (int j = 0; j < s->nparams; j++)
+			free(s->params[j]);
+		free(s->params);
+		free(s->lengths);
+		free(s->sql);
+	}
+	free(b->stmts);
+	for (int i = 0; i < b->nres; i++)
+		PQclear(b->res[i]);
+	free(b->res);
+	free(b);
+}
+
+void
+db_batch_add_len(struct db_batch *b, const char *sql, int nparams, const char *const *params,
+    const int *lengths)
+{
+	struct db_stmt *s;
+
+	if (b->n == b->cap) {
+		b->cap = b->cap ? b->cap * 2 : 4;
+		b->stmts = xreallocarray(b->stmts, (size_t)b->cap, sizeof *b->stmts);
+	}
+	s = &b->stmts[b->n++];
+	s->sql = xstrdup(sql);
+	s->nparams = nparams;
+	s->params = nparams ? xcalloc((size_t)nparams, sizeof(char *)) : NULL;
+	s->lengths = nparams ? xcalloc((size_t)nparams, sizeof(int)) : NULL;
+	for (int i = 0; i < nparams; i++) {
+		if (params[i] == NULL)
+			continue;
+		size_t len = lengths ? (size_t)lengths[i] : strlen(params[i]);
+		s->params[i] = xmalloc(len + 1);
+		memcpy(s->params[i], params[i], len);
+		s->params[i][len] = '\0';
+		s->lengths[i] = (int)len;
+	}
+}
+
+void
+db_batch_add(struct db_batch *b, const char *sql, int nparams, const char *const *params)
+{
+	db_batch_add_len(b, sql, nparams, params, NULL);
+}
+
+/* ---- results ---- */
+
+bool
+db_result_ok(const struct db_result *r)
+{
+	return !r->unavailable && r->error == NULL;
+}
+
+bool
+db_result_unavailable(const struct db_result *r)
+{
+	return r->unavailable;
+}
+
+const char *
+db_result_error(const struct db_result *r)
+{
+	return r->unavailable ? "database unavailable" : r->error;
+}
+
+const char *
+db_result_sqlstate(const struct db_result *r)
+{
+	return r->sqlstate ? r->sqlstate : "";
+}
+
+const char *
+db_result_constraint(const struct db_result *r)
+{
+	return r->constraint ? r->constraint : "";
+}
+
+const char *
+db_result_detail(const struct db_result *r)
+{
+	return r->detail ? r->detail : "";
+}
+
+const char *
+db_result_failed_sql(const struct db_result *r)
+{
+	return r->failed_sql ? r->failed_sql : "";
+}
+
+int
+db_result_count(const struct db_result *r)
+{
+	return r->b->nres;
+}
+
+const PGresult *
+db_result_get(const struct db_result *r, int i)
+{
+	if (i < 0 || i >= r->b->nres)
+		return NULL;
+	return r->b->res[i];
+}
+
+static void
+db_batch_finish(struct db_batch *b, bool unavailable)
+{
+	struct db_result r = {.b = b, .unavailable = unavailable};
+
+	if (!unavailable) {
+		for (int i = 0; i < b->nres; i++) {
+			ExecStatusType st = PQresultStatus(b->res[i]);
+			if (st == PGRES_FATAL_ERROR || st == PGRES_NONFATAL_ERROR ||
+			    st == PGRES_BAD_RESPONSE) {
+				r.error = PQresultErrorField(b->res[i], PG_DIAG_MESSAGE_PRIMARY);
+				if (r.error == NULL)
+					r.error = PQresultErrorMessage(b->res[i]);
+				r.sqlstate = PQresultErrorField(b->res[i], PG_DIAG_SQLSTATE);
+				r.constraint =
+				    PQresultErrorField(b->res[i], PG_DIAG_CONSTRAINT_NAME);
+				r.detail = PQresultErrorField(b->res[i], PG_DIAG_MESSAGE_DETAIL);
+				r.failed_sql = i < b->n ? b->stmts[i].sql : NULL;
+				break;
+			}
+		}
+		if (r.error == NULL && b->failed)
+			r.error = "statement failed";
+	}
+	if (b->cb)
+		b->cb(&r, b->arg);
+	db_batch_free(b);
+}
+
+static void
+db_batch_store(struct db_batch *b, PGresult *res)
+{
+	b->res = xreallocarray(b->res, (size_t)b->nres + 1, sizeof(PGresult *));
+	b->res[b->nres++] = res;
+	switch (PQresultStatus(res)) {
+	case PGRES_FATAL_ERROR:
+	case PGRES_BAD_RESPONSE:
+	case PGRES_PIPELINE_ABORTED:
+		b->failed = true;
+		break;
+	default:
+		break;
+	}
+}
+
+/* ---- connection life cycle ---- */
+
+static void
+db_conn_fail_all(struct db_conn *c)
+{
+	struct db_batch *b;
+
+	while ((b = c->head) != NULL) {
+		c->head = b->next;
+		c->inflight--;
+		c->db->inflight--;
+		db_batch_finish(b, true);
+	}
+	c->tail = NULL;
+}
+
+static void
+db_conn_backoff_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	db_conn_connect(arg);
+}
+
+static void
+db_conn_close(struct db_conn *c)
+{
+	if (c->ev_io) {
+		event_free(c->ev_io);
+		c->ev_io = NULL;
+	}
+	if (c->pg) {
+		PQfinish(c->pg);
+		c->pg = NULL;
+	}
+	c->flush_pending = false;
+}
+
+static void
+db_conn_lost(struct db_conn *c, const char *why)
+{
+	struct timeval tv;
+
+	log_warnx("db[%d]: connection lost (%s); retrying in %d ms", c->idx, why, c->backoff_ms);
+	/* leave READY first so that callbacks run below cannot pick this connection */
+	db_conn_set_state(c, DB_CONN_BACKOFF);
+	db_conn_close(c);
+	db_conn_fail_all(c);
+	tv.tv_sec = c->backoff_ms / 1000;
+	tv.tv_usec = (c->backoff_ms % 1000) * 1000;
+	evtimer_add(c->ev_timer, &tv);
+	c->backoff_ms *= 2;
+	if (c->backoff_ms > DB_BACKOFF_MAX_MS)
+		c->backoff_ms = DB_BACKOFF_MAX_MS;
+}
+
+/* Watch the socket for `what` (EV_READ and/or EV_WRITE). */
+static void
+db_conn_watch(struct db_conn *c, short what)
+{
+	int fd = PQsocket(c->pg);
+
+	if (c->ev_io && (event_get_fd(c->ev_io) != fd || c->io_what != what)) {
+		event_free(c->ev_io);
+		c->ev_io = NULL;
+	}
+	if (c->ev_io == NULL) {
+		c->ev_io = event_new(c->db->base, fd, what | EV_PERSIST, db_conn_io_cb, c);
+		c->io_what = what;
+		event_add(c->ev_io, NULL);
+	}
+}
+
+static void
+db_conn_connect(struct db_conn *c)
+{
+	db_conn_close(c);
+	db_conn_set_state(c, DB_CONN_CONNECTING);
+	c->pg = PQconnectStart(c->db->conninfo);
+	if (c->pg == NULL || PQstatus(c->pg) == CONNECTION_BAD) {
+		db_conn_lost(c, c->pg ? PQerrorMessage(c->pg) : "out of memory");
+		return;
+	}
+	/* PQconnectStart behaves as if PQconnectPoll returned WRITING. */
+	db_conn_watch(c, EV_WRITE);
+}
+
+static void
+db_conn_enter_ready(struct db_conn *c)
+{
+	if (PQsetnonblocking(c->pg, 1) != 0 || PQenterPipelineMode(c->pg) != 1) {
+		db_conn_lost(c, PQerrorMessage(c->pg));
+		return;
+	}
+	c->backoff_ms = DB_BACKOFF_MIN_MS;
+	db_conn_set_state(c, DB_CONN_READY);
+	db_conn_watch(c, EV_READ);
+	log_info("db[%d]: ready", c->idx);
+}
+
+void
+db_conn_setup_done(struct db_conn *c, bool ok, int schema_version, const char *error)
+{
+	struct db *db = c->db;
+
+	if (ok) {
+		db->schema_version = schema_version;
+		db->schema_ok = true;
+		db_conn_enter_ready(c);
+	} else {
+		db->schema_ok = false;
+		log_errorx("db[%d]: set-up failed: %s", c->idx, error ? error : "?");
+		db_conn_set_state(c, DB_CONN_BACKOFF);
+		db_conn_close(c);
+		db_conn_fail_all(c);
+		struct timeval tv = {DB_BACKOFF_MAX_MS / 1000, 0};
+		evtimer_add(c->ev_timer, &tv);
+	}
+	if (db->setup_cb)
+		db->setup_cb(ok, schema_version, error, db->setup_arg);
+}
+
+static void
+db_conn_poll_connect(struct db_conn *c)
+{
+	switch (PQconnectPoll(c->pg)) {
+	case PGRES_POLLING_READING:
+		db_conn_watch(c, EV_READ);
+		break;
+	case PGRES_POLLING_WRITING:
+		db_conn_watch(c, EV_WRITE);
+		break;
+	case PGRES_POLLING_OK:
+		if (PQsetnonblocking(c->pg, 1) != 0) {
+			db_conn_lost(c, PQerrorMessage(c->pg));
+			break;
+		}
+		db_conn_set_state(c, DB_CONN_SETUP);
+		db_conn_watch(c, EV_READ);
+		if (c->db->conn_setup)
+			c->db->conn_setup(c, c->db->conn_setup_arg);
+		else
+			db_conn_setup_done(c, true, 0, NULL);
+		break;
+	case PGRES_POLLING_FAILED:
+	default: {
+		char why[256];
+		snprintf(why, sizeof why, "%s", PQerrorMessage(c->pg));
+		why[strcspn(why, "\n")] = '\0';
+		db_conn_lost(c, why);
+		break;
+	}
+	}
+}
+
+static void
+db_conn_flush(struct db_conn *c)
+{
+	int r = PQflush(c->pg);
+
+	if (r < 0) {
+		db_conn_lost(c, PQerrorMessage(c->pg));
+		return;
+	}
+	c->flush_pending = (r == 1);
+	db_conn_watch(c, c->flush_pending ? (EV_READ | EV_WRITE) : EV_READ);
+}
+
+static void
+db_conn_notifies(struct db_conn *c)
+{
+	PGnotify *n;
+
+	while ((n = PQnotifies(c->pg)) != NULL) {
+		if (c->db->notify_cb)
+			c->db->notify_cb(n->relname, n->extra, c->db->notify_arg);
+		PQfreemem(n);
+	}
+}
+
+/* Read every available result and complete batches. Returns false if the
+ * connection was lost. */
+static bool
+db_conn_read(struct db_conn *c)
+{
+	if (PQconsumeInput(c->pg) == 0) {
+		char why[256];
+		snprintf(why, sizeof why, "%s", PQerrorMessage(c->pg));
+		why[strcspn(why, "\n")] = '\0';
+		db_conn_lost(c, why);
+		return false;
+	}
+	db_conn_notifies(c);
+	while (c->head != NULL && !PQisBusy(c->pg)) {
+		struct db_batch *b = c->head;
+		PGresult *res = PQgetResult(c->pg);
+
+		if (b->simple) {
+			if (res != NULL) {
+				db_batch_store(b, res);
+				continue;
+			}
+		} else if (res == NULL) {
+			/* end of one statement's results */
+			b->cur++;
+			continue;
+		} else if (PQresultStatus(res) != PGRES_PIPELINE_SYNC) {
+			db_batch_store(b, res);
+			continue;
+		} else {
+			PQclear(res);
+		}
+		/* batch complete */
+		c->head = b->next;
+		if (c->head == NULL)
+			c->tail = NULL;
+		c->inflight--;
+		c->db->inflight--;
+		db_batch_finish(b, false);
+		if (c->pg == NULL || PQstatus(c->pg) == CONNECTION_BAD)
+			return false;
+	}
+	if (PQstatus(c->pg) == CONNECTION_BAD) {
+		db_conn_lost(c, "connection closed");
+		return false;
+	}
+	return true;
+}
+
+static void
+db_conn_io_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct db_conn *c = arg;
+
+	(void)fd;
+	if (c->state == DB_CONN_CONNECTING) {
+		db_conn_poll_connect(c);
+		return;
+	}
+	if ((what & EV_READ) && !db_conn_read(c))
+		return;
+	if (c->pg != NULL && c->flush_pending)
+		db_conn_flush(c);
+}
+
+/* ---- public ---- */
+
+struct db *
+db_new(struct event_base *base, const char *conninfo, int pool_size)
+{
+	struct db *db = xcalloc(1, sizeof *db);
+
+	db->base = base;
+	db->conninfo = xstrdup(conninfo);
+	db->npool = pool_size;
+	db->conns = xcalloc((size_t)pool_size, sizeof *db->conns);
+	for (int i = 0; i < pool_size; i++) {
+		struct db_conn *c = &db->conns[i];
+		c->db = db;
+		c->idx = i;
+		c->backoff_ms = DB_BACKOFF_MIN_MS;
+		c->state = DB_CONN_BACKOFF;
+		c->ev_timer = evtimer_new(base, db_conn_backoff_cb, c);
+	}
+	return db;
+}
+
+void
+db_start(struct db *db)
+{
+	for (int i = 0; i < db->npool; i++)
+		db_conn_connect(&db->conns[i]);
+}
+
+void
+db_free(struct db *db)
+{
+	if (db == NULL)
+		return;
+	for (int i = 0; i < db->npool; i++) {
+		struct db_conn *c = &db->conns[i];
+		db_conn_close(c);
+		db_conn_fail_all(c);
+		event_free(c->ev_timer);
+	}
+	free(db->conns);
+	free(db->conninfo);
+	free(db);
+}
+
+void
+db_set_setup_cb(struct db *db, db_setup_cb cb, void *arg)
+{
+	db->setup_cb = cb;
+	db->setup_arg = arg;
+}
+
+void
+db_set_conn_setup(struct db *db, db_conn_setup_fn fn, void *arg)
+{
+	db->conn_setup = fn;
+	db->conn_setup_arg = arg;
+}
+
+void
+db_set_notify_cb(struct db *db, db_notify_cb cb, void *arg)
+{
+	db->notify_cb = cb;
+	db->notify_arg = arg;
+}
+
+bool
+db_ready(const struct db *db)
+{
+	if (!db->schema_ok)
+		return false;
+	for (int i = 0; i < db->npool; i++)
+		if (db->conns[i].state == DB_CONN_READY)
+			return true;
+	return false;
+}
+
+int
+db_schema_version(const struct db *db)
+{
+	return db->schema_version;
+}
+
+size_t
+db_inflight(const struct db *db)
+{
+	return db->inflight;
+}
+
+void
+db_pool_stats(const struct db *db, int *connected, int *connecting, int *backoff, size_t *inflight)
+{
+	*connected = *connecting = *backoff = 0;
+	for (int i = 0; i < db->npool; i++) {
+		switch (db->conns[i].state) {
+		case DB_CONN_READY:
+			(*connected)++;
+			break;
+		case DB_CONN_CONNECTING:
+		case DB_CONN_SETUP:
+			(*connecting)++;
+			break;
+		case DB_CONN_BACKOFF:
+			(*backoff)++;
+			break;
+		}
+	}
+	*inflight = db->inflight;
+}
+
+static void
+db_conn_enqueue(struct db_conn *c, struct db_batch *b)
+{
+	b->next = NULL;
+	if (c->tail)
+		c->tail->next = b;
+	else
+		c->head = b;
+	c->tail = b;
+	c->inflight++;
+	c->db->inflight++;
+}
+
+int
+db_submit(struct db *db, struct db_batch *b, db_cb cb, void *arg)
+{
+	struct db_conn *best = NULL;
+
+	if (db->schema_ok && db->inflight < DB_MAX_QUEUED) {
+		for (int k = 0; k < db->npool; k++) {
+			struct db_conn *c = &db->conns[(db->rr + (unsigned)k) % (unsigned)db->npool];
+			if (c->state != DB_CONN_READY)
+				continue;
+			if (best == NULL || c->inflight < best->inflight)
+				best = c;
+		}
+	}
+	if (best == NULL) {
+		db_batch_free(b);
+		return -1;
+	}
+	db->rr++;
+	b->cb = cb;
+	b->arg = arg;
+	for (int i = 0; i < b->n; i++) {
+		struct db_stmt *s = &b->stmts[i];
+		if (!PQsendQueryParams(best->pg, s->sql, s->nparams, NULL,
+			(const char *const *)s->params, s->lengths, NULL, 0)) {
+			log_warnx("db[%d]: send failed: %s", best->idx, PQerrorMessage(best->pg));
+			/* the connection is broken: fail everything on it, this batch too */
+			db_conn_enqueue(best, b);
+			db_conn_lost(best, "send failed");
+			return 0;
+		}
+	}
+	if (!PQpipelineSync(best->pg)) {
+		db_conn_enqueue(best, b);
+		db_conn_lost(best, "sync failed");
+		return 0;
+	}
+	db_conn_enqueue(best, b);
+	db_conn_flush(best);
+	return 0;
+}
+
+void
+db_conn_simple(struct db_conn *c, const char *sql, db_cb cb, void *arg)
+{
+	struct db_batch *b = db_batch_new();
+
+	b->simple = true;
+	b->cb = cb;
+	b->arg = arg;
+	if (!PQsendQuery(c->pg, sql)) {
+		db_conn_enqueue(c, b);
+		db_conn_lost(c, PQerrorMessage(c->pg));
+		return;
+	}
+	db_conn_enqueue(c, b);
+	db_conn_flush(c);
+}

@@ -1,0 +1,144 @@
+/* http_ops.c: /healthz, /readyz, /metrics, /v1/test/clock, /v1/audit. */
+#include "http_ops.h"
+
+#include <event2/buffer.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "app.h"
+#include "civil.h"
+#include "clock.h"
+#include "db.h"
+#include "http_util.h"
+#include "jsonfield.h"
+#include "metrics.h"
+#include "sched.h"
+#include "service.h"
+
+void
+http_ops_healthz(struct http_req *r)
+{
+	http_reply_json(r, 200, json_pack("{s:s}", "status", "ok"));
+}
+
+void
+http_ops_readyz(struct http_req *r)
+{
+	struct app *app = http_req_app(r);
+	bool ok = db_ready(app->db) && service_ready(app);
+
+	http_reply_json(r, ok ? 200 : 503,
+	    json_pack("{s:s, s:i, s:b}", "database", db_ready(app->db) ? "ok" : "down",
+		"schema_version", db_schema_version(app->db), "ready", ok));
+}
+
+void
+http_ops_metrics(struct http_req *r)
+{
+	struct evbuffer *buf = evbuffer_new();
+
+	metrics_render(http_req_app(r)->metrics, buf);
+	http_reply_buffer(r, 200, "text/plain; version=0.0.4", buf);
+	evbuffer_free(buf);
+}
+
+static json_t *
+clock_json(void)
+{
+	char buf[CIVIL_TS_LEN];
+
+	civil_format_rfc3339(clock_now(), buf);
+	return json_pack("{s:s}", "now", buf);
+}
+
+void
+http_ops_clock_get(struct http_req *r)
+{
+	http_reply_json(r, 200, clock_json());
+}
+
+static void
+clock_advanced(void *arg)
+{
+	struct http_req *r = arg;
+
+	http_reply_json(r, 200, clock_json());
+}
+
+void
+http_ops_clock_put(struct http_req *r)
+{
+	static const char *const allowed[] = {"now", NULL};
+	json_t *body = http_req_json_object(r);
+	struct jf_err e;
+	int64_t t;
+
+	if (body == NULL)
+		return;
+	if (jf_only(body, allowed, &e) < 0 || jf_time(body, "now", true, &t, &e) < 0) {
+		http_reply_validation(r, &e);
+		return;
+	}
+	if (t < clock_now()) {
+		http_reply_error(r, 409, "conflict", "the test clock only moves forward", "now");
+		return;
+	}
+	/* R1.6: run the work that falls due up to t, in time order, first. */
+	if (sched_advance(http_req_app(r)->sched, t, clock_advanced, r) != 0)
+		http_reply_error(r, 409, "conflict", "the clock is already being moved", "now");
+}
+
+static void
+audit_cb(const struct db_result *res, void *arg)
+{
+	struct http_req *r = arg;
+	const PGresult *pg;
+	json_t *items;
+	int n, limit = atoi(http_req_query(r, "limit") ? http_req_query(r, "limit") : "100");
+	int64_t last = 0;
+
+	if (!db_result_ok(res)) {
+		http_reply_db_error(r, res);
+		return;
+	}
+	pg = db_result_get(res, 0);
+	n = PQntuples(pg);
+	items = json_array();
+	for (int i = 0; i < n && i < limit; i++) {
+		json_t *o = json_object();
+		json_object_set_new(o, "id", j_int_col(pg, i, col(pg, "id")));
+		json_object_set_new(o, "at", j_ts_col(pg, i, col(pg, "at_us")));
+		json_object_set_new(o, "actor", j_text_col(pg, i, col(pg, "actor")));
+		json_object_set_new(o, "action", j_text_col(pg, i, col(pg, "action")));
+		json_object_set_new(o, "object_type", j_text_col(pg, i, col(pg, "object_type")));
+		json_object_set_new(o, "object_id", j_text_col(pg, i, col(pg, "object_id")));
+		json_object_set_new(o, "before", j_json_col(pg, i, col(pg, "before")));
+		json_object_set_new(o, "after", j_json_col(pg, i, col(pg, "after")));
+		json_object_set_new(o, "request_id", j_text_col(pg, i, col(pg, "request_id")));
+		json_array_append_new(items, o);
+		last = col_i64(pg, i, col(pg, "id"));
+	}
+	http_reply_json(r, 200, j_page(items, n > limit, last));
+}
+
+void
+http_ops_audit(struct http_req *r)
+{
+	int limit;
+	int64_t after;
+	char lim[16], cur[24];
+
+	if (!http_paging(r, "after", &limit, &after))
+		return;
+	snprintf(lim, sizeof lim, "%d", limit + 1);
+	snprintf(cur, sizeof cur, "%" PRId64, after);
+	const char *p[] = {cur, lim};
+	struct db_batch *b = db_batch_new();
+	db_batch_add(b,
+	    "SELECT id, creditd_us(at) AS at_us, actor, action, object_type, object_id, "
+	    "before::text, after::text, request_id FROM audit_log WHERE id > $1 ORDER BY id "
+	    "LIMIT $2",
+	    2, p);
+	http_submit(r, b, audit_cb);
+}

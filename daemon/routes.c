@@ -1,0 +1,45 @@
+/* routes.c: {method, pattern, scope, handler} for every endpoint (API.md). */
+#include "routes.h"
+
+#include "config.h"
+#include "http_accounts.h"
+#include "http_ops.h"
+
+#define R_GET HTTP_GET
+#define R_POST HTTP_POST
+#define R_PUT HTTP_PUT
+#define R_PATCH HTTP_PATCH
+
+const struct route routes_table[] = {
+    /* health (R9.4) */
+    {R_GET, "/healthz", 0, http_ops_healthz, "healthz", false},
+    {R_GET, "/readyz", 0, http_ops_readyz, "readyz", false},
+    {R_GET, "/metrics", SCOPE_READ, http_ops_metrics, "metrics", false},
+    /* accounts (R2) */
+    {R_POST, "/v1/accounts", SCOPE_WRITE, http_accounts_create, "accounts_create", false},
+    {R_GET, "/v1/accounts", SCOPE_READ, http_accounts_list, "accounts_list", false},
+    {R_GET, "/v1/accounts/{}", SCOPE_READ, http_accounts_get, "accounts_get", false},
+    {R_PATCH, "/v1/accounts/{}", SCOPE_WRITE, http_accounts_patch, "accounts_patch", false},
+    {R_POST, "/v1/accounts/{}/suspend", SCOPE_WRITE, http_accounts_suspend, "accounts_suspend",
+	false},
+    {R_POST, "/v1/accounts/{}/unsuspend", SCOPE_WRITE, http_accounts_unsuspend,
+	"accounts_unsuspend", false},
+    {R_GET, "/v1/accounts/{}/history", SCOPE_READ, http_accounts_history, "accounts_history",
+	false},
+    /* audit (R9.5) */
+    {R_GET, "/v1/audit", SCOPE_ADMIN, http_ops_audit, "audit", false},
+    /* test clock (R1.6): only with --test-clock */
+    {R_GET, "/v1/test/clock", SCOPE_ADMIN, http_ops_clock_get, "test_clock_get", true},
+    {R_PUT, "/v1/test/clock", SCOPE_ADMIN, http_ops_clock_put, "test_clock_put", true},
+};
+const int routes_count = (int)(sizeof(routes_table) / sizeof(routes_table[0]));
+
+const char *const *
+routes_names(void)
+{
+	static const char *names[sizeof(routes_table) / sizeof(routes_table[0])];
+
+	for (int i = 0; i < routes_count; i++)
+		names[i] = routes_table[i].name;
+	return names;
+}

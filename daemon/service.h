@@ -1,0 +1,25 @@
+/* service.h: wiring of the long-lived services (caches, batcher, scheduled
+ * jobs) into the daemon's life cycle, so that main.c stays about start-up
+ * order and signals. */
+#ifndef CREDITD_SERVICE_H
+#define CREDITD_SERVICE_H
+
+#include <stdbool.h>
+
+struct app;
+
+void service_init(struct app *app);
+/* First time the database is usable with a current schema. */
+void service_db_ready(struct app *app);
+/* A connection came back after a loss. */
+void service_db_reconnected(struct app *app);
+void service_config_changed(struct app *app);
+/* SIGTERM: flush what is queued, start nothing new. */
+void service_drain(struct app *app);
+/* Work still in progress (blocks exit while draining). */
+bool service_busy(struct app *app);
+/* In-memory state loaded (for /readyz). */
+bool service_ready(struct app *app);
+void service_free(struct app *app);
+
+#endif
