@@ -14,8 +14,10 @@ tz_init(const char *name)
 {
 	char path[512];
 
+	if (strlen(name) > 200)
+		return -1;
 	if (strcmp(name, "UTC") != 0) {
-		snprintf(path, sizeof path, "/usr/share/zoneinfo/%s", name);
+		snprintf(path, sizeof path, "/usr/share/zoneinfo/%.200s", name);
 		if (strstr(name, "..") != NULL || access(path, R_OK) != 0)
 			return -1;
 	}

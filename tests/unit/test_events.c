@@ -1,0 +1,138 @@
+/* test_events.c: event batch parsing and validation (R3.1, R3.2). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "events.h"
+
+#define NOW INT64_C(1768471200000000) /* 2026-01-15T10:00:00Z */
+static const struct events_window W = {NOW, INT64_C(300) * 1000000,
+    INT64_C(35) * 86400 * 1000000};
+
+#define ID1 "11111111-1111-4111-8111-111111111111"
+#define OK_EVENT(id, amount)                                                                       \
+	"{\"id\":\"" id "\",\"account\":\"ext:C-1\",\"amount\":" amount                           \
+	",\"occurred_at\":\"2026-01-15T09:00:00Z\",\"service\":\"sms\"}"
+
+static struct event_batch
+parse_ok(const char *body, bool nd)
+{
+	struct event_batch b;
+	char err[200];
+
+	assert_int_equal(events_parse(body, strlen(body), nd, 100, &W, &b, err, sizeof err), 0);
+	return b;
+}
+
+static void
+test_shapes(void **state)
+{
+	struct event_batch b;
+	char err[200];
+
+	(void)state;
+	b = parse_ok("[" OK_EVENT(ID1, "\"0.0045\"") "]", false);
+	assert_int_equal(b.n, 1);
+	assert_int_equal(b.ev[0].verdict, EVENT_OK);
+	assert_int_equal(b.ev[0].amount, 4500);
+	assert_int_equal(b.ev[0].quantity, 1);
+	assert_int_equal(b.ev[0].occurred, NOW - INT64_C(3600000000));
+	assert_null(b.ev[0].destination);
+	events_free(&b);
+	b = parse_ok("{\"events\":[" OK_EVENT(ID1, "\"1\"") "," OK_EVENT(ID1, "\"2\"") "]}", false);
+	assert_int_equal(b.n, 2);
+	events_free(&b);
+	b = parse_ok(OK_EVENT(ID1, "\"1\"") "\n\n{not json\n" OK_EVENT(ID1, "\"2\"") "\n", true);
+	assert_int_equal(b.n, 3);
+	assert_int_equal(b.ev[0].verdict, EVENT_OK);
+	assert_int_equal(b.ev[1].verdict, EVENT_INVALID_FIELD);
+	assert_int_equal(b.ev[2].verdict, EVENT_OK);
+	events_free(&b);
+	assert_int_equal(events_parse("{", 1, false, 10, &W, &b, err, sizeof err),
+	    EVENTS_PARSE_BAD_JSON);
+	assert_int_equal(events_parse("{\"x\":[]}", 8, false, 10, &W, &b, err, sizeof err),
+	    EVENTS_PARSE_BAD_JSON);
+	assert_int_equal(events_parse("[]", 2, false, 10, &W, &b, err, sizeof err),
+	    EVENTS_PARSE_EMPTY);
+	assert_int_equal(events_parse("[1,2,3]", 7, false, 2, &W, &b, err, sizeof err),
+	    EVENTS_PARSE_TOO_MANY);
+}
+
+static void
+expect_verdict(const char *event, enum event_verdict v)
+{
+	char body[1024];
+	struct event_batch b;
+
+	snprintf(body, sizeof body, "[%s]", event);
+	b = parse_ok(body, false);
+	assert_int_equal(b.n, 1);
+	if (b.ev[0].verdict != v)
+		fail_msg("%s: verdict %d, want %d (%s)", event, b.ev[0].verdict, v, b.ev[0].why);
+	events_free(&b);
+}
+
+static void
+test_bad_events(void **state)
+{
+	(void)state;
+	expect_verdict(OK_EVENT(ID1, "0.5"), EVENT_INVALID_AMOUNT);	      /* JSON number */
+	expect_verdict(OK_EVENT(ID1, "1"), EVENT_INVALID_AMOUNT);	      /* JSON integer */
+	expect_verdict(OK_EVENT(ID1, "\"0.0000001\""), EVENT_INVALID_AMOUNT); /* 7 decimals */
+	expect_verdict(OK_EVENT(ID1, "\"1e3\""), EVENT_INVALID_AMOUNT);
+	expect_verdict(OK_EVENT(ID1, "\"0\""), EVENT_INVALID_AMOUNT);
+	expect_verdict(OK_EVENT(ID1, "\"-1\""), EVENT_INVALID_AMOUNT);
+	expect_verdict(OK_EVENT(ID1, "\"9223372036854.775808\""), EVENT_INVALID_AMOUNT);
+	expect_verdict(OK_EVENT("not-a-uuid", "\"1\""), EVENT_INVALID_FIELD);
+	expect_verdict("{\"id\":\"" ID1 "\",\"account\":\"ext:C-1\",\"amount\":\"1\","
+		       "\"occurred_at\":\"2026-01-15 09:00\",\"service\":\"sms\"}",
+	    EVENT_INVALID_TIME);
+	/* 5 minutes of skew allowed, not more */
+	expect_verdict("{\"id\":\"" ID1 "\",\"account\":\"ext:C-1\",\"amount\":\"1\","
+		       "\"occurred_at\":\"2026-01-15T10:05:00Z\",\"service\":\"sms\"}",
+	    EVENT_OK);
+	expect_verdict("{\"id\":\"" ID1 "\",\"account\":\"ext:C-1\",\"amount\":\"1\","
+		       "\"occurred_at\":\"2026-01-15T10:05:01Z\",\"service\":\"sms\"}",
+	    EVENT_INVALID_TIME);
+	expect_verdict("{\"id\":\"" ID1 "\",\"account\":\"ext:C-1\",\"amount\":\"1\","
+		       "\"occurred_at\":\"2025-12-10T09:59:59Z\",\"service\":\"sms\"}",
+	    EVENT_INVALID_TIME);
+	expect_verdict("{\"id\":\"" ID1 "\",\"account\":\"ext:C-1\",\"amount\":\"1\","
+		       "\"occurred_at\":\"2026-01-15T09:00:00Z\"}",
+	    EVENT_INVALID_FIELD);
+	expect_verdict("{\"id\":\"" ID1 "\",\"account\":\"ext:C-1\",\"amount\":\"1\","
+		       "\"occurred_at\":\"2026-01-15T09:00:00Z\",\"service\":\"sms\",\"x\":1}",
+	    EVENT_INVALID_FIELD);
+	expect_verdict("{\"id\":\"" ID1 "\",\"account\":\"ext:C-1\",\"amount\":\"1\","
+		       "\"occurred_at\":\"2026-01-15T09:00:00Z\",\"service\":\"sms\",\"quantity\":0}",
+	    EVENT_INVALID_FIELD);
+	expect_verdict("42", EVENT_INVALID_FIELD);
+}
+
+static void
+test_uuid_canon(void **state)
+{
+	char out[37];
+
+	(void)state;
+	assert_true(events_uuid_canon("ABCDEF01-2345-4789-8ABC-DEF012345678", out));
+	assert_string_equal(out, "abcdef01-2345-4789-8abc-def012345678");
+	assert_false(events_uuid_canon("abcdef01-2345-4789-8abc-def01234567", out));
+	assert_false(events_uuid_canon("abcdef01x2345-4789-8abc-def012345678", out));
+	assert_false(events_uuid_canon("ghcdef01-2345-4789-8abc-def012345678", out));
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_shapes),
+	    cmocka_unit_test(test_bad_events),
+	    cmocka_unit_test(test_uuid_canon),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
