@@ -9,9 +9,9 @@ days_from_civil(int64_t y, unsigned m, unsigned d)
 {
 	y -= m <= 2;
 	int64_t era = (y >= 0 ? y : y - 399) / 400;
-	unsigned yoe = (unsigned)(y - era * 400);                         /* [0, 399] */
-	unsigned doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;   /* [0, 365] */
-	unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;             /* [0, 146096] */
+	unsigned yoe = (unsigned)(y - era * 400);                       /* [0, 399] */
+	unsigned doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1; /* [0, 365] */
+	unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;           /* [0, 146096] */
 	return era * 146097 + (int64_t)doe - 719468;
 }
 
@@ -21,10 +21,10 @@ civil_from_days(int64_t z, int64_t *y, unsigned *m, unsigned *d)
 {
 	z += 719468;
 	int64_t era = (z >= 0 ? z : z - 146096) / 146097;
-	unsigned doe = (unsigned)(z - era * 146097);                              /* [0, 146096] */
-	unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;     /* [0, 399] */
-	unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);                   /* [0, 365] */
-	unsigned mp = (5 * doy + 2) / 153;                                        /* [0, 11] */
+	unsigned doe = (unsigned)(z - era * 146097);                          /* [0, 146096] */
+	unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365; /* [0, 399] */
+	unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);               /* [0, 365] */
+	unsigned mp = (5 * doy + 2) / 153;                                    /* [0, 11] */
 	*d = doy - (153 * mp + 2) / 5 + 1;
 	*m = mp < 10 ? mp + 3 : mp - 9;
 	*y = (int64_t)yoe + era * 400 + (*m <= 2);
@@ -63,8 +63,8 @@ civil_day_valid(int32_t day)
 int
 civil_from_ymd(int year, int month, int mday, int32_t *day)
 {
-	if (year < CIVIL_YEAR_MIN || year > CIVIL_YEAR_MAX || month < 1 || month > 12 ||
-	    mday < 1 || mday > civil_days_in_month(year, month))
+	if (year < CIVIL_YEAR_MIN || year > CIVIL_YEAR_MAX || month < 1 || month > 12 || mday < 1 ||
+	    mday > civil_days_in_month(year, month))
 		return -1;
 	*day = (int32_t)days_from_civil(year, (unsigned)month, (unsigned)mday);
 	return 0;
@@ -365,7 +365,7 @@ civil_ts_to_day(int64_t usec, int32_t offset_seconds)
 	q = floor_divmod(usec, CIVIL_USEC_PER_DAY, &tod);
 	/* tod in [0, 86400e6); offset_seconds * 1e6 fits easily: no overflow. */
 	q += floor_divmod(tod + (int64_t)offset_seconds * CIVIL_USEC_PER_SEC, CIVIL_USEC_PER_DAY,
-	    &tod2);
+	                  &tod2);
 	/* |q| <= 2^63 / 86400e6 + 25000 < 2^31 */
 	return (int32_t)q;
 }

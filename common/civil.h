@@ -18,8 +18,8 @@
 
 #define CIVIL_YEAR_MIN 1
 #define CIVIL_YEAR_MAX 9999
-#define CIVIL_DAY_MIN (-719162) /* 0001-01-01 */
-#define CIVIL_DAY_MAX 2932896   /* 9999-12-31 */
+#define CIVIL_DAY_MIN (-719162)  /* 0001-01-01 */
+#define CIVIL_DAY_MAX 2932896    /* 9999-12-31 */
 #define CIVIL_DAY_NONE INT32_MIN /* "no date" sentinel, never a valid day */
 
 #define CIVIL_DATE_LEN 11 /* "YYYY-MM-DD" + NUL */

@@ -6,9 +6,9 @@
 #include "civil.h"
 
 static const char *const names[] = {
-	[DAYCOUNT_ACT_365] = "actual/365",
-	[DAYCOUNT_ACT_ACT] = "actual/actual",
-	[DAYCOUNT_ACT_360] = "actual/360",
+    [DAYCOUNT_ACT_365] = "actual/365",
+    [DAYCOUNT_ACT_ACT] = "actual/actual",
+    [DAYCOUNT_ACT_360] = "actual/360",
 };
 
 int

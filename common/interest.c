@@ -41,8 +41,7 @@ interest_result_free(struct interest_result *res)
 	res->nperiods = 0;
 }
 
-static int
-fail(char *errbuf, size_t errlen, int code, const char *fmt, ...)
+static int fail(char *errbuf, size_t errlen, int code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
 static int
@@ -89,8 +88,8 @@ anniversary(int32_t since, int k)
 }
 
 static void
-emit(struct interest_result *out, size_t *cap, int32_t from, int32_t to, int64_t base,
-    int32_t rate, enum interest_source source, interest_exact_t num)
+emit(struct interest_result *out, size_t *cap, int32_t from, int32_t to, int64_t base, int32_t rate,
+     enum interest_source source, interest_exact_t num)
 {
 	struct interest_period *p;
 
@@ -121,7 +120,7 @@ emit(struct interest_result *out, size_t *cap, int32_t from, int32_t to, int64_t
 
 int
 interest_compute(const struct interest_input *in, int32_t from, int32_t to,
-    struct interest_result *out, char *errbuf, size_t errlen)
+                 struct interest_result *out, char *errbuf, size_t errlen)
 {
 	const struct ratetable_rule *rule = NULL;
 	int32_t since, d, anniv;
@@ -148,7 +147,7 @@ interest_compute(const struct interest_input *in, int32_t from, int32_t to,
 		if (!civil_day_valid(in->changes[i].day) ||
 		    (i > 0 && in->changes[i].day < in->changes[i - 1].day))
 			return fail(errbuf, errlen, INTEREST_EINVAL,
-			    "balance changes must be valid days in order");
+			            "balance changes must be valid days in order");
 	}
 	if (in->rates != NULL && in->jurisdiction != NULL && in->jurisdiction[0] != '\0')
 		rule = ratetable_get_rule(in->rates, in->jurisdiction);
@@ -188,7 +187,7 @@ interest_compute(const struct interest_input *in, int32_t from, int32_t to,
 		rate = in->contractual_rate;
 		if (rule != NULL) {
 			rc = ratetable_statutory_rate(in->rates, in->jurisdiction, since, d, &stat,
-			    NULL, NULL);
+			                              NULL, NULL);
 			if (rc == RATETABLE_ERANGE)
 				goto overflow;
 			if (rc < 0) {
@@ -196,8 +195,8 @@ interest_compute(const struct interest_input *in, int32_t from, int32_t to,
 				interest_result_free(out);
 				out->total = 0;
 				return fail(errbuf, errlen, INTEREST_ENORATE,
-				    "jurisdiction %s: no statutory rate for %s", in->jurisdiction,
-				    buf);
+				            "jurisdiction %s: no statutory rate for %s",
+				            in->jurisdiction, buf);
 			}
 			if (stat >= rate) {
 				rate = stat;

@@ -49,8 +49,8 @@ __extension__ typedef __int128 interest_exact_t;
 #define INTEREST_DENOM (INT64_C(1000000) * DAYCOUNT_LCM) /* 1.60308e12 */
 
 enum interest_err {
-	INTEREST_EINVAL = -1, /* bad input (unsorted changes, bad day, negative rate ...) */
-	INTEREST_ERANGE = -2, /* arithmetic overflow */
+	INTEREST_EINVAL = -1,  /* bad input (unsorted changes, bad day, negative rate ...) */
+	INTEREST_ERANGE = -2,  /* arithmetic overflow */
 	INTEREST_ENORATE = -3, /* the jurisdiction has a rule but no statutory rate for a day */
 };
 
@@ -68,8 +68,8 @@ struct interest_input {
 	int32_t due_date;
 	const struct interest_change *changes; /* sorted by day (non-decreasing) */
 	size_t nchanges;
-	int32_t contractual_rate;   /* >= 0, 0.0001 % per year */
-	const char *jurisdiction;   /* NULL or "" for none */
+	int32_t contractual_rate; /* >= 0, 0.0001 % per year */
+	const char *jurisdiction; /* NULL or "" for none */
 	enum daycount daycount;
 	const struct ratetable *rates; /* may be NULL: contractual only */
 };
@@ -97,7 +97,7 @@ struct interest_result {
  * 0, or a negative enum interest_err with a reason in errbuf.
  */
 int interest_compute(const struct interest_input *in, int32_t from, int32_t to,
-    struct interest_result *out, char *errbuf, size_t errlen);
+                     struct interest_result *out, char *errbuf, size_t errlen);
 void interest_result_free(struct interest_result *res);
 
 /* Exact amount to micro-units, half away from zero; -1 if it does not fit. */

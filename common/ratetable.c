@@ -191,7 +191,7 @@ validate_rule(const struct ratetable_rule *r, char *errbuf, size_t errlen)
 			return fail(errbuf, errlen, "compensation: negative amount");
 		if (last != (t->kind == RATETABLE_TIER_ANY))
 			return fail(errbuf, errlen,
-			    "compensation: the last tier, and only it, has no bound");
+			            "compensation: the last tier, and only it, has no bound");
 		if (t->kind != RATETABLE_TIER_ANY && t->kind != RATETABLE_TIER_BELOW &&
 		    t->kind != RATETABLE_TIER_UPTO)
 			return fail(errbuf, errlen, "compensation: bad tier kind");
@@ -209,7 +209,7 @@ dup_or_null(const char *s)
 
 int
 ratetable_add_rule(struct ratetable *tbl, const struct ratetable_rule *rule, char *errbuf,
-    size_t errlen)
+                   size_t errlen)
 {
 	struct ratetable_rule copy, *slot;
 	int rc;
@@ -271,7 +271,7 @@ ratetable_series_name(const struct ratetable *tbl, size_t i)
 
 int
 ratetable_series_values(const struct ratetable *tbl, const char *series,
-    const struct ratetable_value **values, size_t *n)
+                        const struct ratetable_value **values, size_t *n)
 {
 	const struct series *s = find_series(tbl, series);
 
@@ -284,7 +284,7 @@ ratetable_series_values(const struct ratetable *tbl, const char *series,
 
 int
 ratetable_value_on(const struct ratetable *tbl, const char *series, int32_t day, int32_t *rate,
-    int32_t *effective)
+                   int32_t *effective)
 {
 	const struct series *s = find_series(tbl, series);
 	size_t i;
@@ -302,8 +302,8 @@ ratetable_value_on(const struct ratetable *tbl, const char *series, int32_t day,
 
 int
 ratetable_statutory_rate(const struct ratetable *tbl, const char *jurisdiction,
-    int32_t overdue_since, int32_t day, int32_t *rate, int32_t *fixed_on,
-    int32_t *reference_rate)
+                         int32_t overdue_since, int32_t day, int32_t *rate, int32_t *fixed_on,
+                         int32_t *reference_rate)
 {
 	const struct ratetable_rule *r;
 	int32_t start, fix, ref;
@@ -341,7 +341,7 @@ ratetable_statutory_rate(const struct ratetable *tbl, const char *jurisdiction,
 
 int
 ratetable_compensation(const struct ratetable *tbl, const char *jurisdiction, int64_t debt_amount,
-    int64_t *amount, char currency[4])
+                       int64_t *amount, char currency[4])
 {
 	const struct ratetable_rule *r;
 
@@ -369,14 +369,14 @@ ratetable_compensation(const struct ratetable *tbl, const char *jurisdiction, in
 }
 
 static const char *const mode_names[] = {
-	[RATETABLE_PER_DEBT] = "per_debt",
-	[RATETABLE_HALF_YEARLY] = "half_yearly",
-	[RATETABLE_FIXED] = "fixed",
+    [RATETABLE_PER_DEBT] = "per_debt",
+    [RATETABLE_HALF_YEARLY] = "half_yearly",
+    [RATETABLE_FIXED] = "fixed",
 };
 
 static const char *const compounding_names[] = {
-	[RATETABLE_COMPOUND_NONE] = "none",
-	[RATETABLE_COMPOUND_YEARLY] = "yearly",
+    [RATETABLE_COMPOUND_NONE] = "none",
+    [RATETABLE_COMPOUND_YEARLY] = "yearly",
 };
 
 int
@@ -395,7 +395,7 @@ const char *
 ratetable_mode_name(enum ratetable_mode mode)
 {
 	return (unsigned)mode < sizeof(mode_names) / sizeof(mode_names[0]) ? mode_names[mode]
-	                                                                    : NULL;
+	                                                                   : NULL;
 }
 
 int
@@ -453,7 +453,7 @@ parse_amount(const char *s, int64_t *out)
 
 int
 ratetable_parse_tiers(const char *json, size_t len, struct ratetable_tier *tiers, size_t *ntiers,
-    char *errbuf, size_t errlen)
+                      char *errbuf, size_t errlen)
 {
 	json_error_t jerr;
 	json_t *root, *elem;
@@ -480,8 +480,8 @@ ratetable_parse_tiers(const char *json, size_t len, struct ratetable_tier *tiers
 		    (below != NULL && upto != NULL) || !json_is_string(amount) ||
 		    parse_amount(json_string_value(amount), &tiers[i].amount) < 0) {
 			fail(errbuf, errlen,
-			    "comp_tiers: each tier is {\"below\"|\"upto\"?: \"decimal\", "
-			    "\"amount\": \"decimal\"}");
+			     "comp_tiers: each tier is {\"below\"|\"upto\"?: \"decimal\", "
+			     "\"amount\": \"decimal\"}");
 			goto out;
 		}
 		tiers[i].bound = 0;
@@ -490,7 +490,7 @@ ratetable_parse_tiers(const char *json, size_t len, struct ratetable_tier *tiers
 		                               : RATETABLE_TIER_ANY;
 		if (bound != NULL &&
 		    (!json_is_string(bound) ||
-		        parse_amount(json_string_value(bound), &tiers[i].bound) < 0)) {
+		     parse_amount(json_string_value(bound), &tiers[i].bound) < 0)) {
 			fail(errbuf, errlen, "comp_tiers: a bound is a decimal string");
 			goto out;
 		}
@@ -513,165 +513,166 @@ struct default_value {
 };
 
 static const struct default_value default_values[] = {
-	/* Bank of England Bank Rate. 0.25 was in force on 2022-01-01; it is shipped as
-	 * effective 2021-12-16 (the December 2021 MPC decision) so that the GB fixing
-	 * on 31 Dec 2021 (debts first overdue in 2022-H1) finds it. */
-	{"BOE_BANK_RATE", 2021, 12, 16, 2500},
-	{"BOE_BANK_RATE", 2022, 2, 3, 5000},
-	{"BOE_BANK_RATE", 2022, 3, 17, 7500},
-	{"BOE_BANK_RATE", 2022, 5, 5, 10000},
-	{"BOE_BANK_RATE", 2022, 6, 16, 12500},
-	{"BOE_BANK_RATE", 2022, 8, 4, 17500},
-	{"BOE_BANK_RATE", 2022, 9, 22, 22500},
-	{"BOE_BANK_RATE", 2022, 11, 3, 30000},
-	{"BOE_BANK_RATE", 2022, 12, 15, 35000},
-	{"BOE_BANK_RATE", 2023, 2, 2, 40000},
-	{"BOE_BANK_RATE", 2023, 3, 23, 42500},
-	{"BOE_BANK_RATE", 2023, 5, 11, 45000},
-	{"BOE_BANK_RATE", 2023, 6, 22, 50000},
-	{"BOE_BANK_RATE", 2023, 8, 3, 52500},
-	{"BOE_BANK_RATE", 2024, 8, 1, 50000},
-	{"BOE_BANK_RATE", 2024, 11, 7, 47500},
-	{"BOE_BANK_RATE", 2025, 2, 6, 45000},
-	{"BOE_BANK_RATE", 2025, 5, 8, 42500},
-	{"BOE_BANK_RATE", 2025, 8, 7, 40000},
-	{"BOE_BANK_RATE", 2025, 12, 18, 37500},
-	/* ECB main refinancing operations rate; 0.00 shipped as of 2022-01-01. */
-	{"ECB_MRO", 2022, 1, 1, 0},
-	{"ECB_MRO", 2022, 7, 27, 5000},
-	{"ECB_MRO", 2022, 9, 14, 12500},
-	{"ECB_MRO", 2022, 11, 2, 20000},
-	{"ECB_MRO", 2022, 12, 21, 25000},
-	{"ECB_MRO", 2023, 2, 8, 30000},
-	{"ECB_MRO", 2023, 3, 22, 35000},
-	{"ECB_MRO", 2023, 5, 10, 37500},
-	{"ECB_MRO", 2023, 6, 21, 40000},
-	{"ECB_MRO", 2023, 8, 2, 42500},
-	{"ECB_MRO", 2023, 9, 20, 45000},
-	{"ECB_MRO", 2024, 6, 12, 42500},
-	{"ECB_MRO", 2024, 9, 18, 36500},
-	{"ECB_MRO", 2024, 10, 23, 34000},
-	{"ECB_MRO", 2024, 12, 18, 31500},
-	{"ECB_MRO", 2025, 2, 5, 29000},
-	{"ECB_MRO", 2025, 3, 12, 26500},
-	{"ECB_MRO", 2025, 4, 23, 24000},
-	{"ECB_MRO", 2025, 6, 11, 21500},
-	{"ECB_MRO", 2026, 6, 17, 24000}, /* unconfirmed */
-	/* German Basiszinssatz: one value per half-year, effective 1 Jan / 1 Jul. */
-	{"DE_BASISZINS", 2022, 1, 1, -8800},
-	{"DE_BASISZINS", 2022, 7, 1, -8800},
-	{"DE_BASISZINS", 2023, 1, 1, 16200},
-	{"DE_BASISZINS", 2023, 7, 1, 31200},
-	{"DE_BASISZINS", 2024, 1, 1, 36200},
-	{"DE_BASISZINS", 2024, 7, 1, 33700},
-	{"DE_BASISZINS", 2025, 1, 1, 22700},
-	{"DE_BASISZINS", 2025, 7, 1, 12700},
-	{"DE_BASISZINS", 2026, 1, 1, 12700},
-	{"DE_BASISZINS", 2026, 7, 1, 15200}, /* unconfirmed */
-	/* Austrian Basiszinssatz (OeNB); -0.62 shipped as of 2022-01-01. */
-	{"AT_BASISZINS", 2022, 1, 1, -6200},
-	{"AT_BASISZINS", 2022, 7, 27, -1200}, /* derived */
-	{"AT_BASISZINS", 2022, 9, 14, 6300},  /* derived */
-	{"AT_BASISZINS", 2022, 11, 2, 13800}, /* derived */
-	{"AT_BASISZINS", 2022, 12, 21, 18800},
-	{"AT_BASISZINS", 2023, 2, 8, 23800},  /* derived */
-	{"AT_BASISZINS", 2023, 3, 22, 28800}, /* derived */
-	{"AT_BASISZINS", 2023, 6, 21, 33800},
-	{"AT_BASISZINS", 2023, 9, 20, 38800},
-	{"AT_BASISZINS", 2024, 9, 18, 30300},
-	{"AT_BASISZINS", 2024, 12, 18, 25300},
-	{"AT_BASISZINS", 2025, 3, 12, 20300},
-	{"AT_BASISZINS", 2025, 6, 11, 15300},
+    /* Bank of England Bank Rate. 0.25 was in force on 2022-01-01; it is shipped as
+     * effective 2021-12-16 (the December 2021 MPC decision) so that the GB fixing
+     * on 31 Dec 2021 (debts first overdue in 2022-H1) finds it. */
+    {"BOE_BANK_RATE", 2021, 12, 16, 2500},
+    {"BOE_BANK_RATE", 2022, 2, 3, 5000},
+    {"BOE_BANK_RATE", 2022, 3, 17, 7500},
+    {"BOE_BANK_RATE", 2022, 5, 5, 10000},
+    {"BOE_BANK_RATE", 2022, 6, 16, 12500},
+    {"BOE_BANK_RATE", 2022, 8, 4, 17500},
+    {"BOE_BANK_RATE", 2022, 9, 22, 22500},
+    {"BOE_BANK_RATE", 2022, 11, 3, 30000},
+    {"BOE_BANK_RATE", 2022, 12, 15, 35000},
+    {"BOE_BANK_RATE", 2023, 2, 2, 40000},
+    {"BOE_BANK_RATE", 2023, 3, 23, 42500},
+    {"BOE_BANK_RATE", 2023, 5, 11, 45000},
+    {"BOE_BANK_RATE", 2023, 6, 22, 50000},
+    {"BOE_BANK_RATE", 2023, 8, 3, 52500},
+    {"BOE_BANK_RATE", 2024, 8, 1, 50000},
+    {"BOE_BANK_RATE", 2024, 11, 7, 47500},
+    {"BOE_BANK_RATE", 2025, 2, 6, 45000},
+    {"BOE_BANK_RATE", 2025, 5, 8, 42500},
+    {"BOE_BANK_RATE", 2025, 8, 7, 40000},
+    {"BOE_BANK_RATE", 2025, 12, 18, 37500},
+    /* ECB main refinancing operations rate; 0.00 shipped as of 2022-01-01. */
+    {"ECB_MRO", 2022, 1, 1, 0},
+    {"ECB_MRO", 2022, 7, 27, 5000},
+    {"ECB_MRO", 2022, 9, 14, 12500},
+    {"ECB_MRO", 2022, 11, 2, 20000},
+    {"ECB_MRO", 2022, 12, 21, 25000},
+    {"ECB_MRO", 2023, 2, 8, 30000},
+    {"ECB_MRO", 2023, 3, 22, 35000},
+    {"ECB_MRO", 2023, 5, 10, 37500},
+    {"ECB_MRO", 2023, 6, 21, 40000},
+    {"ECB_MRO", 2023, 8, 2, 42500},
+    {"ECB_MRO", 2023, 9, 20, 45000},
+    {"ECB_MRO", 2024, 6, 12, 42500},
+    {"ECB_MRO", 2024, 9, 18, 36500},
+    {"ECB_MRO", 2024, 10, 23, 34000},
+    {"ECB_MRO", 2024, 12, 18, 31500},
+    {"ECB_MRO", 2025, 2, 5, 29000},
+    {"ECB_MRO", 2025, 3, 12, 26500},
+    {"ECB_MRO", 2025, 4, 23, 24000},
+    {"ECB_MRO", 2025, 6, 11, 21500},
+    {"ECB_MRO", 2026, 6, 17, 24000}, /* unconfirmed */
+    /* German Basiszinssatz: one value per half-year, effective 1 Jan / 1 Jul. */
+    {"DE_BASISZINS", 2022, 1, 1, -8800},
+    {"DE_BASISZINS", 2022, 7, 1, -8800},
+    {"DE_BASISZINS", 2023, 1, 1, 16200},
+    {"DE_BASISZINS", 2023, 7, 1, 31200},
+    {"DE_BASISZINS", 2024, 1, 1, 36200},
+    {"DE_BASISZINS", 2024, 7, 1, 33700},
+    {"DE_BASISZINS", 2025, 1, 1, 22700},
+    {"DE_BASISZINS", 2025, 7, 1, 12700},
+    {"DE_BASISZINS", 2026, 1, 1, 12700},
+    {"DE_BASISZINS", 2026, 7, 1, 15200}, /* unconfirmed */
+    /* Austrian Basiszinssatz (OeNB); -0.62 shipped as of 2022-01-01. */
+    {"AT_BASISZINS", 2022, 1, 1, -6200},
+    {"AT_BASISZINS", 2022, 7, 27, -1200}, /* derived */
+    {"AT_BASISZINS", 2022, 9, 14, 6300},  /* derived */
+    {"AT_BASISZINS", 2022, 11, 2, 13800}, /* derived */
+    {"AT_BASISZINS", 2022, 12, 21, 18800},
+    {"AT_BASISZINS", 2023, 2, 8, 23800},  /* derived */
+    {"AT_BASISZINS", 2023, 3, 22, 28800}, /* derived */
+    {"AT_BASISZINS", 2023, 6, 21, 33800},
+    {"AT_BASISZINS", 2023, 9, 20, 38800},
+    {"AT_BASISZINS", 2024, 9, 18, 30300},
+    {"AT_BASISZINS", 2024, 12, 18, 25300},
+    {"AT_BASISZINS", 2025, 3, 12, 20300},
+    {"AT_BASISZINS", 2025, 6, 11, 15300},
 };
 
 #define MICRO INT64_C(1000000)
-#define TIERS_EU_40 .comp_currency = "EUR", .ntiers = 1, .tiers = {{RATETABLE_TIER_ANY, 0, 40 * MICRO}}
+#define TIERS_EU_40                                                                                \
+	.comp_currency = "EUR", .ntiers = 1, .tiers = {{RATETABLE_TIER_ANY, 0, 40 * MICRO}}
 
 static const struct ratetable_rule default_rules[] = {
-	{.jurisdiction = "GB",
-	    .mode = RATETABLE_PER_DEBT,
-	    .source = "BOE_BANK_RATE",
-	    .margin = 80000,
-	    .fixing_offset_days = -1,
-	    .valid_from = CIVIL_DAY_NONE,
-	    .comp_currency = "GBP",
-	    .ntiers = 3,
-	    .tiers = {{RATETABLE_TIER_BELOW, 1000 * MICRO, 40 * MICRO},
-	        {RATETABLE_TIER_BELOW, 10000 * MICRO, 70 * MICRO},
-	        {RATETABLE_TIER_ANY, 0, 100 * MICRO}},
-	    .legal_basis = "Late Payment of Commercial Debts (Interest) Act 1998 s.1, s.4(2), "
-	                   "s.5A; SI 2002/1675"},
-	{.jurisdiction = "IE",
-	    .mode = RATETABLE_PER_DEBT,
-	    .source = "ECB_MRO",
-	    .margin = 80000,
-	    .valid_from = CIVIL_DAY_NONE,
-	    .comp_currency = "EUR",
-	    .ntiers = 3,
-	    .tiers = {{RATETABLE_TIER_BELOW, 1000 * MICRO, 40 * MICRO},
-	        {RATETABLE_TIER_UPTO, 10000 * MICRO, 70 * MICRO},
-	        {RATETABLE_TIER_ANY, 0, 100 * MICRO}},
-	    .legal_basis = "S.I. No. 580/2012"},
-	{.jurisdiction = "DE",
-	    .mode = RATETABLE_HALF_YEARLY,
-	    .source = "DE_BASISZINS",
-	    .margin = 90000,
-	    .valid_from = CIVIL_DAY_NONE,
-	    TIERS_EU_40,
-	    .legal_basis = "§ 288(2),(5) BGB; § 247 BGB"},
-	{.jurisdiction = "AT",
-	    .mode = RATETABLE_HALF_YEARLY,
-	    .source = "AT_BASISZINS",
-	    .margin = 92000,
-	    .valid_from = CIVIL_DAY_NONE,
-	    TIERS_EU_40,
-	    .legal_basis = "§ 456, § 458 UGB"},
-	{.jurisdiction = "FR",
-	    .mode = RATETABLE_HALF_YEARLY,
-	    .source = "ECB_MRO",
-	    .margin = 100000,
-	    .valid_from = CIVIL_DAY_NONE,
-	    TIERS_EU_40,
-	    .legal_basis = "Code de commerce L441-10, D441-5"},
-	{.jurisdiction = "NL",
-	    .mode = RATETABLE_HALF_YEARLY,
-	    .source = "ECB_MRO",
-	    .margin = 80000,
-	    .compounding = RATETABLE_COMPOUND_YEARLY,
-	    .valid_from = CIVIL_DAY_NONE,
-	    TIERS_EU_40,
-	    .legal_basis = "art. 6:119a BW"},
-	{.jurisdiction = "IT",
-	    .mode = RATETABLE_HALF_YEARLY,
-	    .source = "ECB_MRO",
-	    .margin = 80000,
-	    .valid_from = CIVIL_DAY_NONE,
-	    TIERS_EU_40,
-	    .legal_basis = "D.Lgs. 231/2002 art. 5, 6"},
-	{.jurisdiction = "ES",
-	    .mode = RATETABLE_HALF_YEARLY,
-	    .source = "ECB_MRO",
-	    .margin = 80000,
-	    .valid_from = CIVIL_DAY_NONE,
-	    TIERS_EU_40,
-	    .legal_basis = "Ley 3/2004 art. 7, 8"},
-	{.jurisdiction = "HR",
-	    .mode = RATETABLE_HALF_YEARLY,
-	    .source = "ECB_MRO",
-	    .margin = 80000,
-	    .valid_from = 19358, /* 2023-01-01: before 2023 a national formula applied */
-	    TIERS_EU_40,
-	    .legal_basis = "Zakon o obveznim odnosima art. 29"},
-	{.jurisdiction = "US-NY",
-	    .mode = RATETABLE_FIXED,
-	    .fixed_rate = 90000,
-	    .valid_from = CIVIL_DAY_NONE,
-	    .legal_basis = "CPLR 5004(a)"},
-	{.jurisdiction = "US-CA",
-	    .mode = RATETABLE_FIXED,
-	    .fixed_rate = 100000,
-	    .valid_from = CIVIL_DAY_NONE,
-	    .legal_basis = "Civ. Code § 3289(b)"},
+    {.jurisdiction = "GB",
+     .mode = RATETABLE_PER_DEBT,
+     .source = "BOE_BANK_RATE",
+     .margin = 80000,
+     .fixing_offset_days = -1,
+     .valid_from = CIVIL_DAY_NONE,
+     .comp_currency = "GBP",
+     .ntiers = 3,
+     .tiers = {{RATETABLE_TIER_BELOW, 1000 * MICRO, 40 * MICRO},
+               {RATETABLE_TIER_BELOW, 10000 * MICRO, 70 * MICRO},
+               {RATETABLE_TIER_ANY, 0, 100 * MICRO}},
+     .legal_basis = "Late Payment of Commercial Debts (Interest) Act 1998 s.1, s.4(2), "
+                    "s.5A; SI 2002/1675"},
+    {.jurisdiction = "IE",
+     .mode = RATETABLE_PER_DEBT,
+     .source = "ECB_MRO",
+     .margin = 80000,
+     .valid_from = CIVIL_DAY_NONE,
+     .comp_currency = "EUR",
+     .ntiers = 3,
+     .tiers = {{RATETABLE_TIER_BELOW, 1000 * MICRO, 40 * MICRO},
+               {RATETABLE_TIER_UPTO, 10000 * MICRO, 70 * MICRO},
+               {RATETABLE_TIER_ANY, 0, 100 * MICRO}},
+     .legal_basis = "S.I. No. 580/2012"},
+    {.jurisdiction = "DE",
+     .mode = RATETABLE_HALF_YEARLY,
+     .source = "DE_BASISZINS",
+     .margin = 90000,
+     .valid_from = CIVIL_DAY_NONE,
+     TIERS_EU_40,
+     .legal_basis = "§ 288(2),(5) BGB; § 247 BGB"},
+    {.jurisdiction = "AT",
+     .mode = RATETABLE_HALF_YEARLY,
+     .source = "AT_BASISZINS",
+     .margin = 92000,
+     .valid_from = CIVIL_DAY_NONE,
+     TIERS_EU_40,
+     .legal_basis = "§ 456, § 458 UGB"},
+    {.jurisdiction = "FR",
+     .mode = RATETABLE_HALF_YEARLY,
+     .source = "ECB_MRO",
+     .margin = 100000,
+     .valid_from = CIVIL_DAY_NONE,
+     TIERS_EU_40,
+     .legal_basis = "Code de commerce L441-10, D441-5"},
+    {.jurisdiction = "NL",
+     .mode = RATETABLE_HALF_YEARLY,
+     .source = "ECB_MRO",
+     .margin = 80000,
+     .compounding = RATETABLE_COMPOUND_YEARLY,
+     .valid_from = CIVIL_DAY_NONE,
+     TIERS_EU_40,
+     .legal_basis = "art. 6:119a BW"},
+    {.jurisdiction = "IT",
+     .mode = RATETABLE_HALF_YEARLY,
+     .source = "ECB_MRO",
+     .margin = 80000,
+     .valid_from = CIVIL_DAY_NONE,
+     TIERS_EU_40,
+     .legal_basis = "D.Lgs. 231/2002 art. 5, 6"},
+    {.jurisdiction = "ES",
+     .mode = RATETABLE_HALF_YEARLY,
+     .source = "ECB_MRO",
+     .margin = 80000,
+     .valid_from = CIVIL_DAY_NONE,
+     TIERS_EU_40,
+     .legal_basis = "Ley 3/2004 art. 7, 8"},
+    {.jurisdiction = "HR",
+     .mode = RATETABLE_HALF_YEARLY,
+     .source = "ECB_MRO",
+     .margin = 80000,
+     .valid_from = 19358, /* 2023-01-01: before 2023 a national formula applied */
+     TIERS_EU_40,
+     .legal_basis = "Zakon o obveznim odnosima art. 29"},
+    {.jurisdiction = "US-NY",
+     .mode = RATETABLE_FIXED,
+     .fixed_rate = 90000,
+     .valid_from = CIVIL_DAY_NONE,
+     .legal_basis = "CPLR 5004(a)"},
+    {.jurisdiction = "US-CA",
+     .mode = RATETABLE_FIXED,
+     .fixed_rate = 100000,
+     .valid_from = CIVIL_DAY_NONE,
+     .legal_basis = "Civ. Code § 3289(b)"},
 };
 
 int

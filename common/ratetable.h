@@ -72,8 +72,8 @@ struct ratetable_rule {
 	int32_t fixing_offset_days; /* the value is read on half-year start + offset
 	                               (GB -1: 30 Jun / 31 Dec; others 0: 1 Jul / 1 Jan) */
 	enum ratetable_compounding compounding;
-	int32_t valid_from; /* first half-year (or day, for FIXED) the rule covers;
-	                       CIVIL_DAY_NONE = no limit (HR: 2023-01-01) */
+	int32_t valid_from;        /* first half-year (or day, for FIXED) the rule covers;
+	                              CIVIL_DAY_NONE = no limit (HR: 2023-01-01) */
 	const char *comp_currency; /* ISO 4217, or NULL when no fixed compensation */
 	size_t ntiers;
 	struct ratetable_tier tiers[RATETABLE_MAX_TIERS];
@@ -94,23 +94,23 @@ int ratetable_add_value(struct ratetable *tbl, const char *series, int32_t day, 
 /* Adds or replaces (same jurisdiction) a rule after validating it; the series it
  * names need not exist yet. 0 or RATETABLE_EINVAL with a reason in errbuf. */
 int ratetable_add_rule(struct ratetable *tbl, const struct ratetable_rule *rule, char *errbuf,
-    size_t errlen);
+                       size_t errlen);
 
 /* NULL when the jurisdiction has no rule. */
 const struct ratetable_rule *ratetable_get_rule(const struct ratetable *tbl,
-    const char *jurisdiction);
+                                                const char *jurisdiction);
 size_t ratetable_rule_count(const struct ratetable *tbl);
 const struct ratetable_rule *ratetable_rule_at(const struct ratetable *tbl, size_t i);
 size_t ratetable_series_count(const struct ratetable *tbl);
 const char *ratetable_series_name(const struct ratetable *tbl, size_t i);
 /* The values of a series sorted by day; RATETABLE_ENOVALUE for an unknown series. */
 int ratetable_series_values(const struct ratetable *tbl, const char *series,
-    const struct ratetable_value **values, size_t *n);
+                            const struct ratetable_value **values, size_t *n);
 
 /* The value in force on day (latest effective day <= day) and its effective day
  * (effective may be NULL). RATETABLE_ENOVALUE when there is none. */
-int ratetable_value_on(const struct ratetable *tbl, const char *series, int32_t day,
-    int32_t *rate, int32_t *effective);
+int ratetable_value_on(const struct ratetable *tbl, const char *series, int32_t day, int32_t *rate,
+                       int32_t *effective);
 
 /*
  * The statutory rate on day for a debt first overdue on overdue_since (the day
@@ -122,14 +122,14 @@ int ratetable_value_on(const struct ratetable *tbl, const char *series, int32_t 
  * the caller uses the contractual rate), RATETABLE_ENOVALUE, RATETABLE_ERANGE.
  */
 int ratetable_statutory_rate(const struct ratetable *tbl, const char *jurisdiction,
-    int32_t overdue_since, int32_t day, int32_t *rate, int32_t *fixed_on,
-    int32_t *reference_rate);
+                             int32_t overdue_since, int32_t day, int32_t *rate, int32_t *fixed_on,
+                             int32_t *reference_rate);
 
 /* Fixed compensation for one late debt of debt_amount (>= 0) micro-units:
  * *amount in micro-units of currency (4 bytes: "GBP" + NUL). A rule without
  * compensation gives 0 and "". RATETABLE_ENORULE, RATETABLE_EINVAL. */
 int ratetable_compensation(const struct ratetable *tbl, const char *jurisdiction,
-    int64_t debt_amount, int64_t *amount, char currency[4]);
+                           int64_t debt_amount, int64_t *amount, char currency[4]);
 
 /* Names as stored in statutory_rules: "per_debt", "half_yearly", "fixed";
  * "none", "yearly". parse: 0 or -1. */
@@ -140,7 +140,7 @@ const char *ratetable_compounding_name(enum ratetable_compounding c);
 /* Parses the comp_tiers JSON text (see above) into tiers[RATETABLE_MAX_TIERS];
  * 0, or RATETABLE_EINVAL with a reason. Ordering is checked by ratetable_add_rule. */
 int ratetable_parse_tiers(const char *json, size_t len, struct ratetable_tier *tiers,
-    size_t *ntiers, char *errbuf, size_t errlen);
+                          size_t *ntiers, char *errbuf, size_t errlen);
 
 /* Fills tbl with the shipped facts of RATES.md (the same rows as
  * sql/0004_statutory_rates.sql). 0 or a negative code. */

@@ -11,6 +11,8 @@ struct db;
 struct http_server;
 struct sched;
 struct metrics;
+struct acache;
+struct batcher;
 
 struct app {
 	struct event_base *base;
@@ -20,6 +22,8 @@ struct app {
 	struct http_server *http;
 	struct sched *sched;
 	struct metrics *metrics;
+	struct acache *acache;
+	struct batcher *batcher;
 	bool draining;
 };
 

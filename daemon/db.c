@@ -78,6 +78,7 @@ struct db {
 	void *notify_arg;
 	int schema_version;
 	bool schema_ok;
+	bool outage; /* a ready connection was lost since db_take_outage() */
 	size_t inflight;
 	unsigned rr;
 };
@@ -302,6 +303,8 @@ db_conn_lost(struct db_conn *c, const char *why)
 	struct timeval tv;
 
 	log_warnx("db[%d]: connection lost (%s); retrying in %d ms", c->idx, why, c->backoff_ms);
+	if (c->state == DB_CONN_READY)
+		c->db->outage = true;
 	/* leave READY first so that callbacks run below cannot pick this connection */
 	db_conn_set_state(c, DB_CONN_BACKOFF);
 	db_conn_close(c);
@@ -332,6 +335,13 @@ db_conn_watch(struct db_conn *c, short what)
 }
 
 static void
+db_notice(void *arg, const char *message)
+{
+	(void)arg;
+	log_debug("db: %.*s", (int)strcspn(message, "\n"), message);
+}
+
+static void
 db_conn_connect(struct db_conn *c)
 {
 	db_conn_close(c);
@@ -341,6 +351,7 @@ db_conn_connect(struct db_conn *c)
 		db_conn_lost(c, c->pg ? PQerrorMessage(c->pg) : "out of memory");
 		return;
 	}
+	PQsetNoticeProcessor(c->pg, db_notice, NULL);
 	/* PQconnectStart behaves as if PQconnectPoll returned WRITING. */
 	db_conn_watch(c, EV_WRITE);
 }
@@ -584,6 +595,15 @@ int
 db_schema_version(const struct db *db)
 {
 	return db->schema_version;
+}
+
+bool
+db_take_outage(struct db *db)
+{
+	bool o = db->outage;
+
+	db->outage = false;
+	return o;
 }
 
 size_t

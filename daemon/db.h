@@ -50,6 +50,8 @@ int db_schema_version(const struct db *db);
 void db_pool_stats(const struct db *db, int *connected, int *connecting, int *backoff,
     size_t *inflight);
 size_t db_inflight(const struct db *db);
+/* True (once) if a ready connection was lost since the last call. */
+bool db_take_outage(struct db *db);
 
 struct db_batch *db_batch_new(void);
 void db_batch_free(struct db_batch *b);

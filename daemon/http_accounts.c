@@ -8,6 +8,7 @@
 #include <uuid/uuid.h>
 
 #include "account_view.h"
+#include "acache.h"
 #include "app.h"
 #include "clock.h"
 #include "config.h"
@@ -55,6 +56,8 @@ accounts_reply_one(const struct db_result *res, void *arg, int status, int resul
 		http_reply_error(r, 404, "not_found", "account not found", NULL);
 		return;
 	}
+	/* the authorization cache follows every committed change (R3.6) */
+	acache_update(http_req_app(r)->acache, pg, 0);
 	http_reply_json(r, status, account_view_json(pg, 0));
 }
 

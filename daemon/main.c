@@ -175,7 +175,7 @@ main_db_setup(bool ok, int version, const char *error, void *arg)
 	if (ok && !st->ever_ready) {
 		st->ever_ready = true;
 		service_db_ready(&st->app);
-	} else if (ok) {
+	} else if (ok && db_take_outage(st->app.db)) {
 		service_db_reconnected(&st->app);
 	}
 }

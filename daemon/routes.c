@@ -4,6 +4,7 @@
 #include "config.h"
 #include "http_accounts.h"
 #include "http_ops.h"
+#include "http_usage.h"
 
 #define R_GET HTTP_GET
 #define R_POST HTTP_POST
@@ -26,6 +27,9 @@ const struct route routes_table[] = {
 	"accounts_unsuspend", false},
     {R_GET, "/v1/accounts/{}/history", SCOPE_READ, http_accounts_history, "accounts_history",
 	false},
+    /* usage (R3) */
+    {R_POST, "/v1/events", SCOPE_INGEST, http_usage_events, "events", false},
+    {R_POST, "/v1/authorize", SCOPE_INGEST, http_usage_authorize, "authorize", false},
     /* audit (R9.5) */
     {R_GET, "/v1/audit", SCOPE_ADMIN, http_ops_audit, "audit", false},
     /* test clock (R1.6): only with --test-clock */

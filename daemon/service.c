@@ -1,15 +1,31 @@
-/* service.c: life cycle of the services. */
+/* service.c: life cycle of the services (account cache, ingest batcher,
+ * scheduled work) and their metrics. */
 #include "service.h"
 
 #include <event2/buffer.h>
+#include <inttypes.h>
+#include <stdio.h>
 
+#include "acache.h"
 #include "app.h"
+#include "batcher.h"
+#include "civil.h"
+#include "clock.h"
+#include "config.h"
 #include "db.h"
+#include "http_util.h"
+#include "log.h"
 #include "metrics.h"
 #include "sched.h"
+#include "tz.h"
+#include "xmalloc.h"
+
+#include <stdlib.h>
+
+#define ROLLOVER_KEY "month_rollover"
 
 static void
-service_db_metrics(struct evbuffer *out, void *arg)
+service_metrics(struct evbuffer *out, void *arg)
 {
 	struct app *app = arg;
 	int connected, connecting, backoff;
@@ -30,27 +46,110 @@ service_db_metrics(struct evbuffer *out, void *arg)
 	    "creditd_db_up %d\n"
 	    "# HELP creditd_schema_version Applied schema version.\n"
 	    "# TYPE creditd_schema_version gauge\n"
-	    "creditd_schema_version %d\n",
+	    "creditd_schema_version %d\n"
+	    "# HELP creditd_accounts_cached Accounts in the authorization cache.\n"
+	    "# TYPE creditd_accounts_cached gauge\n"
+	    "creditd_accounts_cached %zu\n",
 	    connected, connecting, backoff, inflight, db_ready(app->db) ? 1 : 0,
-	    db_schema_version(app->db));
+	    db_schema_version(app->db), acache_count(app->acache));
+	batcher_metrics(app->batcher, out);
+}
+
+/* ---- month rollover (R4.5): the monthly counter restarts ---- */
+
+static void service_schedule_rollover(struct app *app);
+static void service_rollover_task(struct sched *s, int64_t due, void *arg);
+
+struct rollover_run {
+	struct app *app;
+	struct sched *sched;
+};
+
+static void
+service_rollover_done(const struct db_result *res, void *arg)
+{
+	struct rollover_run *run = arg;
+	struct app *app = run->app;
+
+	if (!db_result_ok(res)) {
+		log_warnx("month rollover failed: %s; retrying in 10 s", db_result_error(res));
+		sched_add(app->sched, clock_now() + INT64_C(10000000), ROLLOVER_KEY,
+		    service_rollover_task, app);
+	} else {
+		const PGresult *pg = db_result_get(res, 0);
+		const PGresult *acc = db_result_get(res, 1);
+		log_info("month rollover: %s accounts", PQgetvalue(pg, 0, 0));
+		for (int i = 0; i < PQntuples(acc); i++)
+			acache_update(app->acache, acc, i);
+		service_schedule_rollover(app);
+	}
+	sched_task_done(run->sched);
+	free(run);
+}
+
+static void
+service_rollover_task(struct sched *s, int64_t due, void *arg)
+{
+	struct app *app = arg;
+	struct rollover_run *run = xcalloc(1, sizeof *run);
+	char month[CIVIL_DATE_LEN], at[24], thr[256];
+	size_t off = 0;
+	const struct config *cfg = app->cfg;
+
+	run->app = app;
+	run->sched = s;
+	civil_format_date(tz_month_of(due), month);
+	usec_param(clock_now(), at);
+	off += (size_t)snprintf(thr, sizeof thr, "{");
+	for (size_t k = 0; k < cfg->alert_thresholds.n && off < sizeof thr - 16; k++)
+		off += (size_t)snprintf(thr + off, sizeof thr - off, "%s%d", k ? "," : "",
+		    cfg->alert_thresholds.v[k]);
+	snprintf(thr + off, sizeof thr - off, "}");
+	const char *p[] = {month, thr, at};
+	struct db_batch *b = db_batch_new();
+	db_batch_add(b, "SELECT creditd_month_rollover($1::date, $2::int[], creditd_ts($3))", 3, p);
+	db_batch_add(b, "SELECT * FROM account_view WHERE usage_month_day = $1::date - date '1970-01-01'", 1, p);
+	if (db_submit(app->db, b, service_rollover_done, run) != 0) {
+		free(run);
+		/* retry soon; the task stays idempotent */
+		sched_task_done(s);
+		sched_add(app->sched, clock_now() + INT64_C(5000000), ROLLOVER_KEY,
+		    service_rollover_task, app);
+	}
+}
+
+static void
+service_schedule_rollover(struct app *app)
+{
+	int32_t next_month;
+
+	civil_add_months(tz_month_of(clock_now()), 1, &next_month);
+	sched_add(app->sched, tz_day_start(next_month), ROLLOVER_KEY, service_rollover_task, app);
 }
 
 void
 service_init(struct app *app)
 {
-	metrics_add_writer(app->metrics, service_db_metrics, app);
+	app->acache = acache_new();
+	app->batcher = batcher_new(app);
+	metrics_add_writer(app->metrics, service_metrics, app);
 }
 
 void
 service_db_ready(struct app *app)
 {
-	(void)app;
+	acache_reload(app->acache, app);
+	/* catch up a rollover missed while down: due now if any counter is old */
+	sched_add(app->sched, tz_day_start(tz_month_of(clock_now())), ROLLOVER_KEY,
+	    service_rollover_task, app);
 }
 
 void
 service_db_reconnected(struct app *app)
 {
-	(void)app;
+	/* R9.2: changes made while we were away must be seen before authorizing */
+	if (acache_loaded(app->acache))
+		acache_reload(app->acache, app);
 }
 
 void
@@ -63,23 +162,24 @@ void
 service_drain(struct app *app)
 {
 	sched_pause(app->sched, true);
+	batcher_flush(app->batcher);
 }
 
 bool
 service_busy(struct app *app)
 {
-	return sched_busy(app->sched) && false;
+	return batcher_busy(app->batcher);
 }
 
 bool
 service_ready(struct app *app)
 {
-	(void)app;
-	return true;
+	return acache_loaded(app->acache);
 }
 
 void
 service_free(struct app *app)
 {
-	(void)app;
+	batcher_free(app->batcher);
+	acache_free(app->acache);
 }

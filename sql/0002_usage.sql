@@ -64,18 +64,18 @@ BEGIN
     END IF;
     exposure := a.unbilled_usage + a.open_balance + a.accrued_interest - a.credit_balance;
     IF a.monthly_limit IS NOT NULL AND a.monthly_usage >= a.monthly_limit THEN
-        add_r := add_r || 'monthly_limit';
+        add_r := array_append(add_r, 'monthly_limit');
     END IF;
     IF a.total_limit IS NOT NULL AND exposure >= a.total_limit THEN
-        add_r := add_r || 'total_limit';
+        add_r := array_append(add_r, 'total_limit');
     ELSIF 'total_limit' = ANY (a.reasons) THEN
-        rem_r := rem_r || 'total_limit';      -- R4.5: below the total limit again
+        rem_r := array_append(rem_r, 'total_limit');      -- R4.5: below the total limit again
     END IF;
     IF 'monthly_limit' = ANY (a.reasons) AND (a.monthly_limit IS NULL
                                                OR a.monthly_usage < a.monthly_limit) THEN
         -- a raised or removed monthly limit lifts it (R4.6 re-evaluation)
         IF p_cause IN ('limit_change', 'month_rollover', 'payment') THEN
-            rem_r := rem_r || 'monthly_limit';
+            rem_r := array_append(rem_r, 'monthly_limit');
         END IF;
     END IF;
     -- R4.4: thresholds first crossed this month
@@ -119,7 +119,7 @@ CREATE FUNCTION creditd_ingest(p_ids uuid[], p_accounts uuid[], p_amounts bigint
                                p_occurred bigint[], p_periods date[], p_services text[],
                                p_dests text[], p_qty int[], p_now bigint, p_month date,
                                p_thresholds int[])
-RETURNS TABLE (ord int, status text) LANGUAGE plpgsql AS $$
+RETURNS TABLE (ord int, status text, while_suspended boolean) LANGUAGE plpgsql AS $$
 DECLARE
     now_ts timestamptz := creditd_ts(p_now);
     acc uuid;
@@ -207,7 +207,8 @@ BEGIN
                      AND e.quantity = i.quantity AND e.service = i.service
                      AND e.destination = i.destination
                      AND e.occurred_at = creditd_ts(i.occurred) THEN 'duplicate'
-                ELSE 'conflict' END
+                ELSE 'conflict' END,
+           i.inserted AND e.while_suspended
       FROM ingest_in i LEFT JOIN events e ON e.id = i.id
      ORDER BY i.ord;
 END

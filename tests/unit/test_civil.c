@@ -49,7 +49,7 @@ test_roundtrip_all_days(void **state)
 		civil_to_ymd(day, &yy, &mm, &dd);
 		if (yy != y || mm != m || dd != d)
 			fail_msg("day %d: got %d-%d-%d, want %d-%d-%d", (int)day, yy, mm, dd, y, m,
-			    d);
+			         d);
 		assert_int_equal(civil_from_ymd(yy, mm, dd, &back), 0);
 		assert_int_equal(back, day);
 		if (++d > civil_days_in_month(y, m)) {
@@ -121,9 +121,10 @@ parse_date(const char *s, int32_t *day)
 static void
 test_parse_format_date(void **state)
 {
-	static const char *const bad[] = {"2024-2-29", "2024-02-29 ", " 2024-02-29", "2024/02/29",
-	    "+024-02-29", "2023-02-29", "0000-01-01", "2024-02-2a", "2024-02", "", "20240229",
-	    "2024-13-01", "2024-00-10", "2024-01-00", "-001-01-01", "2024-01-1 "};
+	static const char *const bad[] = {
+	    "2024-2-29",  "2024-02-29 ", " 2024-02-29", "2024/02/29", "+024-02-29", "2023-02-29",
+	    "0000-01-01", "2024-02-2a",  "2024-02",     "",           "20240229",   "2024-13-01",
+	    "2024-00-10", "2024-01-00",  "-001-01-01",  "2024-01-1 "};
 	char buf[CIVIL_DATE_LEN];
 	int32_t day;
 
@@ -207,12 +208,12 @@ static void
 test_weekday(void **state)
 {
 	(void)state;
-	assert_int_equal(civil_weekday(0), 3);                 /* 1970-01-01 Thursday */
-	assert_int_equal(civil_weekday(D(1969, 12, 28)), 6);   /* Sunday */
-	assert_int_equal(civil_weekday(D(2024, 2, 29)), 3);    /* Thursday */
-	assert_int_equal(civil_weekday(D(2026, 11, 27)), 4);   /* Friday */
-	assert_int_equal(civil_weekday(D(1, 1, 1)), 0);        /* Monday */
-	assert_int_equal(civil_weekday(D(2024, 3, 2)), 5);     /* Saturday */
+	assert_int_equal(civil_weekday(0), 3);               /* 1970-01-01 Thursday */
+	assert_int_equal(civil_weekday(D(1969, 12, 28)), 6); /* Sunday */
+	assert_int_equal(civil_weekday(D(2024, 2, 29)), 3);  /* Thursday */
+	assert_int_equal(civil_weekday(D(2026, 11, 27)), 4); /* Friday */
+	assert_int_equal(civil_weekday(D(1, 1, 1)), 0);      /* Monday */
+	assert_int_equal(civil_weekday(D(2024, 3, 2)), 5);   /* Saturday */
 }
 
 static int32_t
@@ -256,7 +257,7 @@ test_working_days(void **state)
 	assert_int_equal(wd(D(2024, 3, 2), -1), D(2024, 3, 1)); /* Sat - 1 = Fri */
 	assert_int_equal(wd(D(2024, 3, 4), -1), D(2024, 3, 1)); /* Mon - 1 = Fri */
 	assert_int_equal(wd(D(2024, 3, 6), -5), D(2024, 2, 28));
-	assert_int_equal(wd(D(2024, 3, 2), 0), D(2024, 3, 2));  /* n = 0: unchanged */
+	assert_int_equal(wd(D(2024, 3, 2), 0), D(2024, 3, 2)); /* n = 0: unchanged */
 	/* agrees with day-by-day stepping for two weeks of starts and -23..23 */
 	for (int32_t day = D(2024, 2, 24); day < D(2024, 3, 9); day++)
 		for (int n = -23; n <= 23; n++)
@@ -297,22 +298,22 @@ test_parse_rfc3339(void **state)
 	/* 2026-11-27 is day 20784: 20784 * 86400 + 21 * 3600 + 57 * 60 + 8 = 1795816628 s */
 	const int64_t base = INT64_C(1795816628) * SEC;
 	static const char *const bad[] = {
-	    "2026-11-27T21:57:08",          /* no offset */
-	    "2026-11-27T21:57:60Z",         /* leap second */
-	    "2026-11-27T24:00:00Z",         /* hour */
-	    "2026-11-27T21:60:00Z",         /* minute */
-	    "2023-02-29T00:00:00Z",         /* no such day */
-	    "1969-12-31T23:59:59Z",         /* before 1970 */
-	    "2026-11-27T21:57:08.Z",        /* empty fraction */
+	    "2026-11-27T21:57:08",             /* no offset */
+	    "2026-11-27T21:57:60Z",            /* leap second */
+	    "2026-11-27T24:00:00Z",            /* hour */
+	    "2026-11-27T21:60:00Z",            /* minute */
+	    "2023-02-29T00:00:00Z",            /* no such day */
+	    "1969-12-31T23:59:59Z",            /* before 1970 */
+	    "2026-11-27T21:57:08.Z",           /* empty fraction */
 	    "2026-11-27T21:57:08.1234567890Z", /* 10 digits */
-	    "2026-11-27T21:57:08+0100",     /* offset without colon */
-	    "2026-11-27T21:57:08+01",       /* short offset */
-	    "2026-11-27T21:57:08+24:00",    /* offset hour */
-	    "2026-11-27T21:57:08+01:60",    /* offset minute */
-	    "2026-11-27T21:57Z",            /* no seconds */
-	    "2026-11-27T21:57:08Zjunk",     /* trailing bytes */
+	    "2026-11-27T21:57:08+0100",        /* offset without colon */
+	    "2026-11-27T21:57:08+01",          /* short offset */
+	    "2026-11-27T21:57:08+24:00",       /* offset hour */
+	    "2026-11-27T21:57:08+01:60",       /* offset minute */
+	    "2026-11-27T21:57Z",               /* no seconds */
+	    "2026-11-27T21:57:08Zjunk",        /* trailing bytes */
 	    "2026-11-27T21:57:08ZZ",
-	    "2026-11-27X21:57:08Z",         /* separator */
+	    "2026-11-27X21:57:08Z", /* separator */
 	    "2026-11-27T21:57:08 Z",
 	    "2026-11-27T1:57:08Z",
 	    "2026-11-27t21:57:08.12a4Z",
@@ -338,7 +339,7 @@ test_parse_rfc3339(void **state)
 	assert_int_equal(ts_ok("1970-01-01T00:30:00+01:00"), -1800 * SEC);
 	/* 9999-12-31 is day 2932896 */
 	assert_int_equal(ts_ok("9999-12-31T23:59:59.999999Z"),
-	    (INT64_C(2932896) * 86400 + 86399) * SEC + 999999);
+	                 (INT64_C(2932896) * 86400 + 86399) * SEC + 999999);
 	assert_int_equal(ts_ok("2024-02-29T12:00:00Z"), (INT64_C(19782) * 86400 + 43200) * SEC);
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		int64_t v = 7;

@@ -58,7 +58,8 @@ assert_exact(interest_exact_t got, interest_exact_t want)
 {
 	if (got != want)
 		fail_msg("exact %lld:%llu != %lld:%llu", (long long)(got >> 64),
-		    (unsigned long long)got, (long long)(want >> 64), (unsigned long long)want);
+		         (unsigned long long)got, (long long)(want >> 64),
+		         (unsigned long long)want);
 }
 
 static int64_t
@@ -81,7 +82,7 @@ compute(const struct interest_input *in, int32_t from, int32_t to, struct intere
 
 static void
 assert_period(const struct interest_result *res, size_t i, int32_t from, int32_t to,
-    int64_t balance, int32_t rate, enum interest_source source, int64_t amount)
+              int64_t balance, int32_t rate, enum interest_source source, int64_t amount)
 {
 	const struct interest_period *p;
 
@@ -141,7 +142,7 @@ test_round_micro(void **state)
 	assert_int_equal(interest_round_micro(X(INTEREST_DENOM) * INT64_MAX, &m), 0);
 	assert_int_equal(m, INT64_MAX);
 	assert_int_equal(interest_round_micro(X(INTEREST_DENOM) * INT64_MAX + INTEREST_DENOM, &m),
-	    -1);
+	                 -1);
 	assert_string_equal(interest_source_name(INTEREST_STATUTORY), "statutory");
 	assert_string_equal(interest_source_name(INTEREST_CONTRACTUAL), "contractual");
 }
@@ -163,12 +164,12 @@ test_gb_worked_example(void **state)
 	    {D(2023, 9, 15), -10000 * MICRO},
 	};
 	struct interest_input in = {.due_date = D(2023, 8, 1),
-	    .changes = ch,
-	    .nchanges = 2,
-	    .contractual_rate = 0,
-	    .jurisdiction = "GB",
-	    .daycount = DAYCOUNT_ACT_365,
-	    .rates = tbl};
+	                            .changes = ch,
+	                            .nchanges = 2,
+	                            .contractual_rate = 0,
+	                            .jurisdiction = "GB",
+	                            .daycount = DAYCOUNT_ACT_365,
+	                            .rates = tbl};
 	struct interest_result res;
 	int64_t m, posted, comp;
 	char cur[4];
@@ -178,7 +179,7 @@ test_gb_worked_example(void **state)
 	assert_true(res.has_rule);
 	assert_int_equal(res.nperiods, 1);
 	assert_period(&res, 0, D(2023, 8, 2), D(2023, 9, 15), 10000 * MICRO, 130000,
-	    INTEREST_STATUTORY, 160273973);
+	              INTEREST_STATUTORY, 160273973);
 	assert_int_equal(res.periods[0].days, 45);
 	assert_exact(res.total, X(10000 * MICRO) * 130000 * 4392 * 45);
 	m = micro(res.total);
@@ -223,17 +224,17 @@ test_gb_crossing_new_year(void **state)
 	    {D(2024, 1, 20), -1000 * MICRO},
 	};
 	struct interest_input in = {.due_date = D(2023, 12, 15),
-	    .changes = ch,
-	    .nchanges = 2,
-	    .jurisdiction = "GB",
-	    .daycount = DAYCOUNT_ACT_365,
-	    .rates = *state};
+	                            .changes = ch,
+	                            .nchanges = 2,
+	                            .jurisdiction = "GB",
+	                            .daycount = DAYCOUNT_ACT_365,
+	                            .rates = *state};
 	struct interest_result res;
 
 	compute(&in, D(2023, 12, 1), D(2024, 3, 31), &res);
 	assert_int_equal(res.nperiods, 1);
 	assert_period(&res, 0, D(2023, 12, 16), D(2024, 1, 20), 1000 * MICRO, 130000,
-	    INTEREST_STATUTORY, 12821918);
+	              INTEREST_STATUTORY, 12821918);
 	assert_exact(res.total, X(1000 * MICRO) * 130000 * 4392 * 36);
 	interest_result_free(&res);
 
@@ -241,7 +242,7 @@ test_gb_crossing_new_year(void **state)
 	compute(&in, D(2023, 12, 1), D(2024, 3, 31), &res);
 	assert_int_equal(res.nperiods, 1);
 	assert_period(&res, 0, D(2023, 12, 16), D(2024, 1, 20), 1000 * MICRO, 130000,
-	    INTEREST_STATUTORY, 12802455);
+	              INTEREST_STATUTORY, 12802455);
 	assert_exact(res.total, X(1000 * MICRO) * 130000 * (4392 * 16 + 4380 * 20));
 	interest_result_free(&res);
 }
@@ -262,20 +263,20 @@ test_de_crossing_july(void **state)
 	    {D(2024, 7, 20), -5000 * MICRO},
 	};
 	struct interest_input in = {.due_date = D(2024, 6, 10),
-	    .changes = ch,
-	    .nchanges = 2,
-	    .contractual_rate = 80000, /* 8 %: below statutory */
-	    .jurisdiction = "DE",
-	    .daycount = DAYCOUNT_ACT_365,
-	    .rates = *state};
+	                            .changes = ch,
+	                            .nchanges = 2,
+	                            .contractual_rate = 80000, /* 8 %: below statutory */
+	                            .jurisdiction = "DE",
+	                            .daycount = DAYCOUNT_ACT_365,
+	                            .rates = *state};
 	struct interest_result res;
 
 	compute(&in, D(2024, 6, 1), D(2024, 12, 31), &res);
 	assert_int_equal(res.nperiods, 2);
 	assert_period(&res, 0, D(2024, 6, 11), D(2024, 6, 30), 5000 * MICRO, 126200,
-	    INTEREST_STATUTORY, 34575342);
+	              INTEREST_STATUTORY, 34575342);
 	assert_period(&res, 1, D(2024, 7, 1), D(2024, 7, 20), 5000 * MICRO, 123700,
-	    INTEREST_STATUTORY, 33890411);
+	              INTEREST_STATUTORY, 33890411);
 	assert_exact(res.total, X(5000 * MICRO) * 4392 * 20 * (126200 + 123700));
 	assert_int_equal(micro(res.total), 68465753);
 	interest_result_free(&res);
@@ -295,17 +296,17 @@ test_at_half_year(void **state)
 	    {D(2023, 10, 31), -2000 * MICRO},
 	};
 	struct interest_input in = {.due_date = D(2023, 9, 1),
-	    .changes = ch,
-	    .nchanges = 2,
-	    .jurisdiction = "AT",
-	    .daycount = DAYCOUNT_ACT_365,
-	    .rates = *state};
+	                            .changes = ch,
+	                            .nchanges = 2,
+	                            .jurisdiction = "AT",
+	                            .daycount = DAYCOUNT_ACT_365,
+	                            .rates = *state};
 	struct interest_result res;
 
 	compute(&in, D(2023, 9, 1), D(2023, 12, 31), &res);
 	assert_int_equal(res.nperiods, 1);
 	assert_period(&res, 0, D(2023, 9, 2), D(2023, 10, 31), 2000 * MICRO, 125800,
-	    INTEREST_STATUTORY, 41358904);
+	              INTEREST_STATUTORY, 41358904);
 	interest_result_free(&res);
 }
 
@@ -333,10 +334,10 @@ test_leap_years(void **state)
 	    {D(2024, 1, 10), -100000 * MICRO},
 	};
 	struct interest_input in = {.due_date = D(2024, 2, 19),
-	    .changes = a,
-	    .nchanges = 2,
-	    .jurisdiction = "US-NY",
-	    .rates = *state};
+	                            .changes = a,
+	                            .nchanges = 2,
+	                            .jurisdiction = "US-NY",
+	                            .rates = *state};
 	static const struct {
 		enum daycount dc;
 		int64_t factor, want;
@@ -352,7 +353,7 @@ test_leap_years(void **state)
 		compute(&in, D(2024, 1, 1), D(2024, 12, 31), &res);
 		assert_int_equal(res.nperiods, 1);
 		assert_period(&res, 0, D(2024, 2, 20), D(2024, 3, 10), 100000 * MICRO, 90000,
-		    INTEREST_STATUTORY, cases[i].want);
+		              INTEREST_STATUTORY, cases[i].want);
 		assert_exact(res.total, X(100000 * MICRO) * 90000 * cases[i].factor * 20);
 		interest_result_free(&res);
 	}
@@ -365,7 +366,7 @@ test_leap_years(void **state)
 	compute(&in, D(2023, 12, 1), D(2024, 1, 31), &res);
 	assert_int_equal(res.nperiods, 1);
 	assert_period(&res, 0, D(2023, 12, 22), D(2024, 1, 10), 100000 * MICRO, 90000,
-	    INTEREST_STATUTORY, 492476982);
+	              INTEREST_STATUTORY, 492476982);
 	assert_exact(res.total, X(100000 * MICRO) * 90000 * (4392 * 10 + 4380 * 10));
 	interest_result_free(&res);
 }
@@ -394,11 +395,11 @@ test_nl_compounding(void **state)
 	    {D(2025, 7, 10), -10000 * MICRO},
 	};
 	struct interest_input in = {.due_date = D(2023, 6, 30),
-	    .changes = ch,
-	    .nchanges = 2,
-	    .jurisdiction = "NL",
-	    .daycount = DAYCOUNT_ACT_365,
-	    .rates = *state};
+	                            .changes = ch,
+	                            .nchanges = 2,
+	                            .jurisdiction = "NL",
+	                            .daycount = DAYCOUNT_ACT_365,
+	                            .rates = *state};
 	const int64_t b1 = 10000 * MICRO + 1228219178, b2 = b1 + 1314209221;
 	struct interest_result res;
 	interest_exact_t y1 = X(10000 * MICRO) * 4392 * (120000 * 184 + 125000 * 182);
@@ -410,15 +411,15 @@ test_nl_compounding(void **state)
 	compute(&in, D(2023, 1, 1), D(2025, 12, 31), &res);
 	assert_int_equal(res.nperiods, 5);
 	assert_period(&res, 0, D(2023, 7, 1), D(2023, 12, 31), 10000 * MICRO, 120000,
-	    INTEREST_STATUTORY, 604931507);
+	              INTEREST_STATUTORY, 604931507);
 	assert_period(&res, 1, D(2024, 1, 1), D(2024, 6, 30), 10000 * MICRO, 125000,
-	    INTEREST_STATUTORY, 623287671);
+	              INTEREST_STATUTORY, 623287671);
 	assert_period(&res, 2, D(2024, 7, 1), D(2024, 12, 31), b1, 122500, INTEREST_STATUTORY,
-	    693380987);
+	              693380987);
 	assert_period(&res, 3, D(2025, 1, 1), D(2025, 6, 30), b1, 111500, INTEREST_STATUTORY,
-	    620828234);
+	              620828234);
 	assert_period(&res, 4, D(2025, 7, 1), D(2025, 7, 10), b2, 101500, INTEREST_STATUTORY,
-	    34878260);
+	              34878260);
 	assert_exact(res.total, y1 + y2 + y3);
 	assert_int_equal(micro(res.total), 2577306659);
 	interest_result_free(&res);
@@ -427,7 +428,7 @@ test_nl_compounding(void **state)
 	compute(&in, D(2025, 7, 1), D(2025, 7, 10), &res);
 	assert_int_equal(res.nperiods, 1);
 	assert_period(&res, 0, D(2025, 7, 1), D(2025, 7, 10), b2, 101500, INTEREST_STATUTORY,
-	    34878260);
+	              34878260);
 	assert_exact(res.total, y3);
 	interest_result_free(&res);
 
@@ -435,7 +436,8 @@ test_nl_compounding(void **state)
 	in.jurisdiction = "IT";
 	compute(&in, D(2025, 7, 1), D(2025, 7, 10), &res);
 	assert_period(&res, 0, D(2025, 7, 1), D(2025, 7, 10), 10000 * MICRO, 101500,
-	    INTEREST_STATUTORY, 27808219); /* 10,000 * 0.1015 * 10 / 365 = 27.80821917... */
+	              INTEREST_STATUTORY,
+	              27808219); /* 10,000 * 0.1015 * 10 / 365 = 27.80821917... */
 	interest_result_free(&res);
 }
 
@@ -456,44 +458,39 @@ static void
 test_partial_payments(void **state)
 {
 	const struct interest_change ch[] = {
-	    {D(2025, 3, 31), 7300 * MICRO},
-	    {D(2025, 4, 10), -2000 * MICRO},
-	    {D(2025, 4, 20), -1650 * MICRO},
-	    {D(2025, 4, 25), 1650 * MICRO},
+	    {D(2025, 3, 31), 7300 * MICRO},  {D(2025, 4, 10), -2000 * MICRO},
+	    {D(2025, 4, 20), -1650 * MICRO}, {D(2025, 4, 25), 1650 * MICRO},
 	    {D(2025, 4, 30), -5300 * MICRO},
 	};
 	/* the same with a payment and its reversal on one day (R6.1: a reversal undoes
 	 * the allocation as of the payment's received date): no effect */
 	const struct interest_change ch2[] = {
-	    {D(2025, 3, 31), 7300 * MICRO},
-	    {D(2025, 4, 10), -2000 * MICRO},
-	    {D(2025, 4, 15), -1000 * MICRO},
-	    {D(2025, 4, 15), 1000 * MICRO},
-	    {D(2025, 4, 20), -1650 * MICRO},
-	    {D(2025, 4, 25), 1650 * MICRO},
+	    {D(2025, 3, 31), 7300 * MICRO},  {D(2025, 4, 10), -2000 * MICRO},
+	    {D(2025, 4, 15), -1000 * MICRO}, {D(2025, 4, 15), 1000 * MICRO},
+	    {D(2025, 4, 20), -1650 * MICRO}, {D(2025, 4, 25), 1650 * MICRO},
 	    {D(2025, 4, 30), -5300 * MICRO},
 	};
 	struct interest_input in = {.due_date = D(2025, 3, 31),
-	    .changes = ch,
-	    .nchanges = 5,
-	    .contractual_rate = 50000,
-	    .jurisdiction = "US-CA",
-	    .daycount = DAYCOUNT_ACT_365,
-	    .rates = *state};
+	                            .changes = ch,
+	                            .nchanges = 5,
+	                            .contractual_rate = 50000,
+	                            .jurisdiction = "US-CA",
+	                            .daycount = DAYCOUNT_ACT_365,
+	                            .rates = *state};
 	struct interest_result res, res2;
 
 	compute(&in, D(2025, 3, 1), D(2025, 5, 31), &res);
 	assert_int_equal(res.nperiods, 4);
 	assert_period(&res, 0, D(2025, 4, 1), D(2025, 4, 10), 7300 * MICRO, 100000,
-	    INTEREST_STATUTORY, 20000000);
+	              INTEREST_STATUTORY, 20000000);
 	assert_period(&res, 1, D(2025, 4, 11), D(2025, 4, 20), 5300 * MICRO, 100000,
-	    INTEREST_STATUTORY, 14520548);
+	              INTEREST_STATUTORY, 14520548);
 	assert_period(&res, 2, D(2025, 4, 21), D(2025, 4, 25), 3650 * MICRO, 100000,
-	    INTEREST_STATUTORY, 5000000);
+	              INTEREST_STATUTORY, 5000000);
 	assert_period(&res, 3, D(2025, 4, 26), D(2025, 4, 30), 5300 * MICRO, 100000,
-	    INTEREST_STATUTORY, 7260274);
-	assert_exact(res.total, X(MICRO) * 100000 * 4392 * (7300 * 10 + 5300 * 10 + 3650 * 5 +
-	                                                        5300 * 5));
+	              INTEREST_STATUTORY, 7260274);
+	assert_exact(res.total,
+	             X(MICRO) * 100000 * 4392 * (7300 * 10 + 5300 * 10 + 3650 * 5 + 5300 * 5));
 	assert_int_equal(micro(res.total), 46780822);
 
 	in.changes = ch2;
@@ -516,9 +513,9 @@ test_partial_payments(void **state)
 	compute(&in, D(2025, 4, 1), D(2025, 4, 30), &res);
 	assert_int_equal(res.nperiods, 2);
 	assert_period(&res, 0, D(2025, 4, 1), D(2025, 4, 10), 7300 * MICRO, 100000,
-	    INTEREST_STATUTORY, 20000000);
+	              INTEREST_STATUTORY, 20000000);
 	assert_period(&res, 1, D(2025, 4, 21), D(2025, 4, 30), 7300 * MICRO, 100000,
-	    INTEREST_STATUTORY, 20000000);
+	              INTEREST_STATUTORY, 20000000);
 	interest_result_free(&res);
 }
 
@@ -539,35 +536,35 @@ test_contractual_vs_statutory(void **state)
 	    {D(2024, 7, 20), -5000 * MICRO},
 	};
 	struct interest_input in = {.due_date = D(2024, 6, 10),
-	    .changes = ch,
-	    .nchanges = 2,
-	    .contractual_rate = 150000,
-	    .jurisdiction = "DE",
-	    .daycount = DAYCOUNT_ACT_365,
-	    .rates = *state};
+	                            .changes = ch,
+	                            .nchanges = 2,
+	                            .contractual_rate = 150000,
+	                            .jurisdiction = "DE",
+	                            .daycount = DAYCOUNT_ACT_365,
+	                            .rates = *state};
 	struct interest_result res;
 
 	compute(&in, D(2024, 6, 1), D(2024, 12, 31), &res);
 	assert_true(res.has_rule);
 	assert_int_equal(res.nperiods, 1);
 	assert_period(&res, 0, D(2024, 6, 11), D(2024, 7, 20), 5000 * MICRO, 150000,
-	    INTEREST_CONTRACTUAL, 82191781);
+	              INTEREST_CONTRACTUAL, 82191781);
 	interest_result_free(&res);
 
 	in.contractual_rate = 125000;
 	compute(&in, D(2024, 6, 1), D(2024, 12, 31), &res);
 	assert_int_equal(res.nperiods, 2);
 	assert_period(&res, 0, D(2024, 6, 11), D(2024, 6, 30), 5000 * MICRO, 126200,
-	    INTEREST_STATUTORY, 34575342);
+	              INTEREST_STATUTORY, 34575342);
 	assert_period(&res, 1, D(2024, 7, 1), D(2024, 7, 20), 5000 * MICRO, 125000,
-	    INTEREST_CONTRACTUAL, 34246575);
+	              INTEREST_CONTRACTUAL, 34246575);
 	interest_result_free(&res);
 
 	in.contractual_rate = 126200;
 	compute(&in, D(2024, 6, 1), D(2024, 6, 30), &res);
 	assert_int_equal(res.nperiods, 1);
 	assert_period(&res, 0, D(2024, 6, 11), D(2024, 6, 30), 5000 * MICRO, 126200,
-	    INTEREST_STATUTORY, 34575342);
+	              INTEREST_STATUTORY, 34575342);
 	interest_result_free(&res);
 }
 
@@ -584,12 +581,12 @@ test_no_rule(void **state)
 	    {D(2025, 3, 2), -1000 * MICRO},
 	};
 	struct interest_input in = {.due_date = D(2025, 1, 31),
-	    .changes = ch,
-	    .nchanges = 2,
-	    .contractual_rate = 80000,
-	    .jurisdiction = "CH",
-	    .daycount = DAYCOUNT_ACT_365,
-	    .rates = *state};
+	                            .changes = ch,
+	                            .nchanges = 2,
+	                            .contractual_rate = 80000,
+	                            .jurisdiction = "CH",
+	                            .daycount = DAYCOUNT_ACT_365,
+	                            .rates = *state};
 	const char *const jurs[] = {"CH", NULL, ""};
 	struct interest_result res;
 
@@ -600,15 +597,15 @@ test_no_rule(void **state)
 		assert_false(res.has_rule);
 		assert_int_equal(res.nperiods, 1);
 		assert_period(&res, 0, D(2025, 2, 1), D(2025, 3, 2), 1000 * MICRO, 80000,
-		    INTEREST_CONTRACTUAL, 6575342);
+		              INTEREST_CONTRACTUAL, 6575342);
 		interest_result_free(&res);
 	}
 	/* contractual 0 and no rule: a zero-rate period, no interest */
 	in.contractual_rate = 0;
 	compute(&in, D(2025, 1, 1), D(2025, 12, 31), &res);
 	assert_int_equal(res.nperiods, 1);
-	assert_period(&res, 0, D(2025, 2, 1), D(2025, 3, 2), 1000 * MICRO, 0,
-	    INTEREST_CONTRACTUAL, 0);
+	assert_period(&res, 0, D(2025, 2, 1), D(2025, 3, 2), 1000 * MICRO, 0, INTEREST_CONTRACTUAL,
+	              0);
 	interest_result_free(&res);
 }
 
@@ -659,12 +656,12 @@ test_split_property(void **state)
 	    {D(2025, 4, 25), 1650 * MICRO},
 	};
 	struct interest_input in = {.due_date = D(2023, 6, 30),
-	    .changes = nl,
-	    .nchanges = 4,
-	    .contractual_rate = 115000,
-	    .jurisdiction = "NL",
-	    .daycount = DAYCOUNT_ACT_ACT,
-	    .rates = *state};
+	                            .changes = nl,
+	                            .nchanges = 4,
+	                            .contractual_rate = 115000,
+	                            .jurisdiction = "NL",
+	                            .daycount = DAYCOUNT_ACT_ACT,
+	                            .rates = *state};
 
 	check_split(&in, D(2023, 6, 20), D(2025, 8, 1));
 	in.jurisdiction = "DE";
@@ -689,48 +686,48 @@ test_errors(void **state)
 	const struct interest_change ok[] = {{D(2021, 5, 31), 1000 * MICRO}};
 	const struct interest_change huge[] = {{D(2025, 1, 1), INT64_MAX}, {D(2025, 1, 2), 1}};
 	struct interest_input in = {.due_date = D(2025, 3, 31),
-	    .changes = unsorted,
-	    .nchanges = 2,
-	    .jurisdiction = "CH",
-	    .daycount = DAYCOUNT_ACT_365,
-	    .rates = *state};
+	                            .changes = unsorted,
+	                            .nchanges = 2,
+	                            .jurisdiction = "CH",
+	                            .daycount = DAYCOUNT_ACT_365,
+	                            .rates = *state};
 	struct interest_result res;
 	char err[128];
 
-	assert_int_equal(interest_compute(&in, D(2025, 1, 1), D(2025, 12, 31), &res, err,
-	                     sizeof(err)),
+	assert_int_equal(
+	    interest_compute(&in, D(2025, 1, 1), D(2025, 12, 31), &res, err, sizeof(err)),
 	    INTEREST_EINVAL);
 	interest_result_free(&res);
 	in.changes = ok;
 	in.nchanges = 1;
 	in.contractual_rate = -1;
-	assert_int_equal(interest_compute(&in, D(2025, 1, 1), D(2025, 12, 31), &res, err,
-	                     sizeof(err)),
+	assert_int_equal(
+	    interest_compute(&in, D(2025, 1, 1), D(2025, 12, 31), &res, err, sizeof(err)),
 	    INTEREST_EINVAL);
 	in.contractual_rate = 0;
 	in.daycount = (enum daycount)9;
-	assert_int_equal(interest_compute(&in, D(2025, 1, 1), D(2025, 12, 31), &res, err,
-	                     sizeof(err)),
+	assert_int_equal(
+	    interest_compute(&in, D(2025, 1, 1), D(2025, 12, 31), &res, err, sizeof(err)),
 	    INTEREST_EINVAL);
 	in.daycount = DAYCOUNT_ACT_365;
-	assert_int_equal(interest_compute(&in, CIVIL_DAY_NONE, D(2025, 12, 31), &res, err,
-	                     sizeof(err)),
+	assert_int_equal(
+	    interest_compute(&in, CIVIL_DAY_NONE, D(2025, 12, 31), &res, err, sizeof(err)),
 	    INTEREST_EINVAL);
 	assert_int_equal(interest_compute(NULL, 0, 0, &res, err, sizeof(err)), INTEREST_EINVAL);
 
 	/* GB debt first overdue 2021-06-01: Bank Rate on 31 Dec 2020 is not shipped */
 	in.due_date = D(2021, 5, 31);
 	in.jurisdiction = "GB";
-	assert_int_equal(interest_compute(&in, D(2021, 1, 1), D(2021, 12, 31), &res, err,
-	                     sizeof(err)),
+	assert_int_equal(
+	    interest_compute(&in, D(2021, 1, 1), D(2021, 12, 31), &res, err, sizeof(err)),
 	    INTEREST_ENORATE);
 	assert_string_equal(err, "jurisdiction GB: no statutory rate for 2021-06-01");
 	assert_int_equal(res.nperiods, 0);
 	/* HR before 2023: a debt reaching into 2023 fails for its 2022 days only */
 	in.due_date = D(2022, 12, 20);
 	in.jurisdiction = "HR";
-	assert_int_equal(interest_compute(&in, D(2022, 12, 1), D(2023, 1, 31), &res, err,
-	                     sizeof(err)),
+	assert_int_equal(
+	    interest_compute(&in, D(2022, 12, 1), D(2023, 1, 31), &res, err, sizeof(err)),
 	    INTEREST_ENORATE);
 	assert_int_equal(res.nperiods, 0);
 	compute(&in, D(2023, 1, 1), D(2023, 1, 31), &res);
@@ -742,20 +739,20 @@ test_errors(void **state)
 	in.due_date = D(2024, 12, 31);
 	in.changes = huge;
 	in.nchanges = 2;
-	assert_int_equal(interest_compute(&in, D(2025, 1, 1), D(2025, 1, 5), &res, err,
-	                     sizeof(err)),
+	assert_int_equal(
+	    interest_compute(&in, D(2025, 1, 1), D(2025, 1, 5), &res, err, sizeof(err)),
 	    INTEREST_ERANGE);
 	assert_int_equal(res.nperiods, 0);
 	in.nchanges = 1;
 	in.contractual_rate = INT32_MAX;
 	in.daycount = DAYCOUNT_ACT_360;
-	assert_int_equal(interest_compute(&in, D(2025, 1, 1), CIVIL_DAY_MAX, &res, err,
-	                     sizeof(err)),
+	assert_int_equal(
+	    interest_compute(&in, D(2025, 1, 1), CIVIL_DAY_MAX, &res, err, sizeof(err)),
 	    INTEREST_ERANGE);
 	assert_int_equal(res.nperiods, 0);
 	/* a month of it fits in 128 bits but not in int64_t micro-units */
-	assert_int_equal(interest_compute(&in, D(2025, 1, 1), D(2025, 1, 31), &res, err,
-	                     sizeof(err)),
+	assert_int_equal(
+	    interest_compute(&in, D(2025, 1, 1), D(2025, 1, 31), &res, err, sizeof(err)),
 	    INTEREST_ERANGE);
 	/* at 0.0001 % it fits: the balance applies from 2025-01-02 (30 days):
 	 * INT64_MAX * 1e-6 * 30 / 360 = 768,614,336,404.56... micro */

@@ -66,7 +66,7 @@ test_value_on(void **state)
 	assert_int_equal(v[2].rate, -8800);
 
 	assert_int_equal(ratetable_value_on(tbl, "X", D(2023, 12, 31), &rate, &eff),
-	    RATETABLE_ENOVALUE);
+	                 RATETABLE_ENOVALUE);
 	assert_int_equal(ratetable_value_on(tbl, "X", D(2024, 1, 1), &rate, &eff), 0);
 	assert_int_equal(rate, 10000);
 	assert_int_equal(eff, D(2024, 1, 1));
@@ -78,7 +78,7 @@ test_value_on(void **state)
 	assert_int_equal(rate, -8800);
 	assert_int_equal(eff, D(2025, 1, 1));
 	assert_int_equal(ratetable_value_on(tbl, "Y", D(2030, 1, 1), &rate, &eff),
-	    RATETABLE_ENOVALUE);
+	                 RATETABLE_ENOVALUE);
 
 	assert_int_equal(ratetable_add_value(tbl, "", 0, 1), RATETABLE_EINVAL);
 	assert_int_equal(ratetable_add_value(tbl, "bad name", 0, 1), RATETABLE_EINVAL);
@@ -95,14 +95,14 @@ test_rule_validation(void **state)
 {
 	struct ratetable *tbl = ratetable_new();
 	struct ratetable_rule r = {.jurisdiction = "XX",
-	    .mode = RATETABLE_HALF_YEARLY,
-	    .source = "S",
-	    .margin = 80000,
-	    .valid_from = CIVIL_DAY_NONE,
-	    .comp_currency = "EUR",
-	    .ntiers = 2,
-	    .tiers = {{RATETABLE_TIER_BELOW, 1000 * MICRO, 40 * MICRO},
-	        {RATETABLE_TIER_ANY, 0, 70 * MICRO}}};
+	                           .mode = RATETABLE_HALF_YEARLY,
+	                           .source = "S",
+	                           .margin = 80000,
+	                           .valid_from = CIVIL_DAY_NONE,
+	                           .comp_currency = "EUR",
+	                           .ntiers = 2,
+	                           .tiers = {{RATETABLE_TIER_BELOW, 1000 * MICRO, 40 * MICRO},
+	                                     {RATETABLE_TIER_ANY, 0, 70 * MICRO}}};
 	struct ratetable_rule bad;
 	char err[128];
 	int32_t rate;
@@ -110,12 +110,12 @@ test_rule_validation(void **state)
 	(void)state;
 	assert_int_equal(ratetable_add_rule(tbl, &r, err, sizeof(err)), 0);
 	/* the series need not exist yet; until it does there is no value */
-	assert_int_equal(ratetable_statutory_rate(tbl, "XX", D(2024, 1, 5), D(2024, 1, 5), &rate,
-	                     NULL, NULL),
+	assert_int_equal(
+	    ratetable_statutory_rate(tbl, "XX", D(2024, 1, 5), D(2024, 1, 5), &rate, NULL, NULL),
 	    RATETABLE_ENOVALUE);
 	assert_int_equal(ratetable_add_value(tbl, "S", D(2024, 1, 1), 10000), 0);
-	assert_int_equal(ratetable_statutory_rate(tbl, "XX", D(2024, 1, 5), D(2024, 1, 5), &rate,
-	                     NULL, NULL),
+	assert_int_equal(
+	    ratetable_statutory_rate(tbl, "XX", D(2024, 1, 5), D(2024, 1, 5), &rate, NULL, NULL),
 	    0);
 	assert_int_equal(rate, 90000);
 	/* replacement */
@@ -125,7 +125,7 @@ test_rule_validation(void **state)
 	assert_int_equal(ratetable_get_rule(tbl, "XX")->margin, 70000);
 	assert_null(ratetable_get_rule(tbl, "YY"));
 	assert_int_equal(ratetable_statutory_rate(tbl, "YY", 0, 0, &rate, NULL, NULL),
-	    RATETABLE_ENORULE);
+	                 RATETABLE_ENORULE);
 
 	bad = r;
 	bad.jurisdiction = "gb";
@@ -173,8 +173,7 @@ static const struct {
 };
 
 static void
-check_cell(const struct ratetable *tbl, const char *jur, int32_t first, int32_t last,
-    int32_t want)
+check_cell(const struct ratetable *tbl, const char *jur, int32_t first, int32_t last, int32_t want)
 {
 	const int32_t probes[] = {first, first + 1, first + (last - first) / 2, last};
 	const struct ratetable_rule *r = ratetable_get_rule(tbl, jur);
@@ -187,23 +186,25 @@ check_cell(const struct ratetable *tbl, const char *jur, int32_t first, int32_t 
 		civil_format_date(probes[i], day);
 		/* a debt first overdue on the probe day, on that day */
 		if (ratetable_statutory_rate(tbl, jur, probes[i], probes[i], &rate, &fixed_on,
-		        &ref) != 0 ||
+		                             &ref) != 0 ||
 		    rate != want)
 			fail_msg("%s on %s: got %d, RATES.md says %d", jur, day, (int)rate,
-			    (int)want);
+			         (int)want);
 		assert_int_equal(rate, ref + r->margin);
-		assert_int_equal(fixed_on, civil_half_year_start(probes[i]) + r->fixing_offset_days);
+		assert_int_equal(fixed_on,
+		                 civil_half_year_start(probes[i]) + r->fixing_offset_days);
 		if (r->mode == RATETABLE_PER_DEBT) {
 			/* the same debt a year later keeps its rate */
 			assert_int_equal(ratetable_statutory_rate(tbl, jur, probes[i],
-			                     probes[i] + 365, &later, NULL, NULL),
-			    0);
+			                                          probes[i] + 365, &later, NULL,
+			                                          NULL),
+			                 0);
 			assert_int_equal(later, want);
 		} else {
 			/* any debt, on a day of this half-year */
 			assert_int_equal(ratetable_statutory_rate(tbl, jur, D(2022, 3, 1),
-			                     probes[i], &later, NULL, NULL),
-			    0);
+			                                          probes[i], &later, NULL, NULL),
+			                 0);
 			assert_int_equal(later, want);
 		}
 	}
@@ -238,61 +239,61 @@ test_fixing_details(void **state)
 	/* RATES.md worked example: GB debt due 2023-08-01, overdue from 2023-08-02: Bank
 	 * Rate 5.00 in force on 30 Jun 2023 (+8 = 13.00); the 5.25 of 3 Aug is ignored. */
 	assert_int_equal(ratetable_statutory_rate(tbl, "GB", D(2023, 8, 2), D(2023, 9, 15), &rate,
-	                     &fixed_on, &ref),
-	    0);
+	                                          &fixed_on, &ref),
+	                 0);
 	assert_int_equal(rate, 130000);
 	assert_int_equal(ref, 50000);
 	assert_int_equal(fixed_on, D(2023, 6, 30));
 	/* GB debt first overdue 2022-01-10: Bank Rate on 31 Dec 2021 = 0.25 (shipped as
 	 * effective 2021-12-16) -> 8.25 */
-	assert_int_equal(ratetable_statutory_rate(tbl, "GB", D(2022, 1, 10), D(2022, 1, 10),
-	                     &rate, &fixed_on, &ref),
-	    0);
+	assert_int_equal(ratetable_statutory_rate(tbl, "GB", D(2022, 1, 10), D(2022, 1, 10), &rate,
+	                                          &fixed_on, &ref),
+	                 0);
 	assert_int_equal(rate, 82500);
 	assert_int_equal(fixed_on, D(2021, 12, 31));
 	/* DE 2022-H2: Basiszins -0.88 + 9 = 8.12 */
 	assert_int_equal(ratetable_statutory_rate(tbl, "DE", D(2022, 8, 1), D(2022, 8, 1), &rate,
-	                     &fixed_on, &ref),
-	    0);
+	                                          &fixed_on, &ref),
+	                 0);
 	assert_int_equal(rate, 81200);
 	assert_int_equal(ref, -8800);
 	/* AT 2022-H2: base rate on 1 Jul 2022 = -0.62 (the -0.12 of 27 Jul comes later);
 	 * -0.62 + 9.2 = 8.58 */
 	assert_int_equal(ratetable_statutory_rate(tbl, "AT", D(2022, 12, 31), D(2022, 12, 31),
-	                     &rate, NULL, &ref),
-	    0);
+	                                          &rate, NULL, &ref),
+	                 0);
 	assert_int_equal(ref, -6200);
 	assert_int_equal(rate, 85800);
 	/* FR 2026-H2: ECB on 1 Jul 2026 = 2.40 (unconfirmed, from 17 Jun) + 10 */
-	assert_int_equal(ratetable_statutory_rate(tbl, "FR", D(2026, 7, 1), D(2026, 7, 1), &rate,
-	                     NULL, NULL),
+	assert_int_equal(
+	    ratetable_statutory_rate(tbl, "FR", D(2026, 7, 1), D(2026, 7, 1), &rate, NULL, NULL),
 	    0);
 	assert_int_equal(rate, 124000);
 	/* fixed rules */
-	assert_int_equal(ratetable_statutory_rate(tbl, "US-NY", D(2020, 1, 1), D(2020, 1, 1),
-	                     &rate, &fixed_on, &ref),
-	    0);
+	assert_int_equal(ratetable_statutory_rate(tbl, "US-NY", D(2020, 1, 1), D(2020, 1, 1), &rate,
+	                                          &fixed_on, &ref),
+	                 0);
 	assert_int_equal(rate, 90000);
 	assert_int_equal(fixed_on, CIVIL_DAY_NONE);
 	assert_int_equal(ref, 0);
 	assert_int_equal(ratetable_statutory_rate(tbl, "US-CA", 0, 0, &rate, NULL, NULL), 0);
 	assert_int_equal(rate, 100000);
 	/* no data: before the shipped history; HR before 2023 (national formula) */
-	assert_int_equal(ratetable_statutory_rate(tbl, "GB", D(2021, 7, 1), D(2021, 7, 1), &rate,
-	                     NULL, NULL),
+	assert_int_equal(
+	    ratetable_statutory_rate(tbl, "GB", D(2021, 7, 1), D(2021, 7, 1), &rate, NULL, NULL),
 	    RATETABLE_ENOVALUE);
 	assert_int_equal(ratetable_statutory_rate(tbl, "HR", D(2022, 12, 31), D(2022, 12, 31),
-	                     &rate, NULL, NULL),
-	    RATETABLE_ENOVALUE);
-	assert_int_equal(ratetable_statutory_rate(tbl, "HR", D(2023, 1, 1), D(2023, 1, 1), &rate,
-	                     NULL, NULL),
+	                                          &rate, NULL, NULL),
+	                 RATETABLE_ENOVALUE);
+	assert_int_equal(
+	    ratetable_statutory_rate(tbl, "HR", D(2023, 1, 1), D(2023, 1, 1), &rate, NULL, NULL),
 	    0);
 	assert_int_equal(rate, 105000); /* ECB 2.50 on 1 Jan 2023 + 8 */
 	/* no rule */
 	assert_int_equal(ratetable_statutory_rate(tbl, "CH", 0, 0, &rate, NULL, NULL),
-	    RATETABLE_ENORULE);
+	                 RATETABLE_ENORULE);
 	assert_int_equal(ratetable_statutory_rate(tbl, NULL, 0, 0, &rate, NULL, NULL),
-	    RATETABLE_ENORULE);
+	                 RATETABLE_ENORULE);
 }
 
 static void
@@ -300,17 +301,17 @@ test_overflow(void **state)
 {
 	struct ratetable *tbl = ratetable_new();
 	struct ratetable_rule r = {.jurisdiction = "ZZ",
-	    .mode = RATETABLE_HALF_YEARLY,
-	    .source = "BIG",
-	    .margin = 1,
-	    .valid_from = CIVIL_DAY_NONE};
+	                           .mode = RATETABLE_HALF_YEARLY,
+	                           .source = "BIG",
+	                           .margin = 1,
+	                           .valid_from = CIVIL_DAY_NONE};
 	int32_t rate;
 
 	(void)state;
 	assert_int_equal(ratetable_add_rule(tbl, &r, NULL, 0), 0);
 	assert_int_equal(ratetable_add_value(tbl, "BIG", 0, INT32_MAX), 0);
 	assert_int_equal(ratetable_statutory_rate(tbl, "ZZ", 1, 1, &rate, NULL, NULL),
-	    RATETABLE_ERANGE);
+	                 RATETABLE_ERANGE);
 	ratetable_free(tbl);
 }
 
@@ -362,10 +363,19 @@ test_parse_tiers(void **state)
 	struct ratetable_tier t[RATETABLE_MAX_TIERS];
 	size_t n = 0;
 	char err[128];
-	static const char *const bad[] = {"", "{}", "[]", "[1]", "[{\"amount\": 40}]",
-	    "[{\"amount\": \"40\", \"x\": \"1\"}]", "[{\"below\": \"1\", \"upto\": \"2\", \"amount\": \"1\"}]",
-	    "[{\"below\": \"-1\", \"amount\": \"1\"}]", "[{\"amount\": \"1.1234567\"}]",
-	    "[{\"amount\": \"1.\"}]", "[{\"amount\": \".5\"}]", "[{\"below\": 5, \"amount\": \"1\"}]",
+	static const char *const bad[] = {
+	    "",
+	    "{}",
+	    "[]",
+	    "[1]",
+	    "[{\"amount\": 40}]",
+	    "[{\"amount\": \"40\", \"x\": \"1\"}]",
+	    "[{\"below\": \"1\", \"upto\": \"2\", \"amount\": \"1\"}]",
+	    "[{\"below\": \"-1\", \"amount\": \"1\"}]",
+	    "[{\"amount\": \"1.1234567\"}]",
+	    "[{\"amount\": \"1.\"}]",
+	    "[{\"amount\": \".5\"}]",
+	    "[{\"below\": 5, \"amount\": \"1\"}]",
 	    "[{\"amount\": \"99999999999999999999\"}]",
 	    "[{\"amount\":\"1\"},{\"amount\":\"1\"},{\"amount\":\"1\"},{\"amount\":\"1\"},"
 	    "{\"amount\":\"1\"},{\"amount\":\"1\"},{\"amount\":\"1\"},{\"amount\":\"1\"},"
@@ -557,7 +567,7 @@ note_has(const char *note, const char *mark)
 
 static void
 add_reference_row(struct ratetable *tbl, const struct sql_row *row, size_t *nvalues,
-    size_t *nmarked)
+                  size_t *nmarked)
 {
 	int32_t day;
 	int y, m, d;
@@ -602,8 +612,8 @@ add_rule_row(struct ratetable *tbl, const struct sql_row *row)
 	r.comp_currency = row->cols[8];
 	if (row->cols[9] != NULL)
 		assert_int_equal(ratetable_parse_tiers(row->cols[9], strlen(row->cols[9]), r.tiers,
-		                     &r.ntiers, err, sizeof(err)),
-		    0);
+		                                       &r.ntiers, err, sizeof(err)),
+		                 0);
 	r.legal_basis = row->cols[10];
 	if (ratetable_add_rule(tbl, &r, err, sizeof(err)) != 0)
 		fail_msg("rule %s: %s", r.jurisdiction, err);
@@ -673,7 +683,8 @@ assert_same_rule(const struct ratetable_rule *a, const struct ratetable_rule *b)
 	for (size_t i = 0; i < a->ntiers; i++)
 		if (a->tiers[i].kind != b->tiers[i].kind ||
 		    a->tiers[i].amount != b->tiers[i].amount ||
-		    (a->tiers[i].kind != RATETABLE_TIER_ANY && a->tiers[i].bound != b->tiers[i].bound))
+		    (a->tiers[i].kind != RATETABLE_TIER_ANY &&
+		     a->tiers[i].bound != b->tiers[i].bound))
 			fail_msg("rule %s: tier %zu differs", a->jurisdiction, i);
 }
 
@@ -682,8 +693,8 @@ test_sql_matches_defaults(void **state)
 {
 	const struct ratetable *c = *state;
 	size_t nvalues, nrules, nmarked, ctotal = 0;
-	struct ratetable *sql = load_sql(CREDITD_SQL_DIR "/0004_statutory_rates.sql", &nvalues,
-	    &nrules, &nmarked);
+	struct ratetable *sql =
+	    load_sql(CREDITD_SQL_DIR "/0004_statutory_rates.sql", &nvalues, &nrules, &nmarked);
 
 	/* no duplicate rows (they would merge silently into one value or rule) */
 	assert_int_equal(nrules, ratetable_rule_count(sql));
