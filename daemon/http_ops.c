@@ -142,3 +142,63 @@ http_ops_audit(struct http_req *r)
 	    2, p);
 	http_submit(r, b, audit_cb);
 }
+
+static void
+notifications_cb(const struct db_result *res, void *arg)
+{
+	struct http_req *r = arg;
+	const PGresult *pg;
+	json_t *items;
+	int n, limit = atoi(http_req_query(r, "limit") ? http_req_query(r, "limit") : "100");
+	int64_t last = 0;
+
+	if (!db_result_ok(res)) {
+		http_reply_db_error(r, res);
+		return;
+	}
+	pg = db_result_get(res, 0);
+	n = PQntuples(pg);
+	items = json_array();
+	for (int i = 0; i < n && i < limit; i++) {
+		json_t *o = json_object();
+		json_object_set_new(o, "id", j_text_col(pg, i, col(pg, "id")));
+		json_object_set_new(o, "kind", j_text_col(pg, i, col(pg, "kind")));
+		json_object_set_new(o, "account", j_text_col(pg, i, col(pg, "account_id")));
+		json_object_set_new(o, "created_at", j_ts_col(pg, i, col(pg, "created_us")));
+		json_object_set_new(o, "payload", j_json_col(pg, i, col(pg, "payload")));
+		json_array_append_new(items, o);
+		last = col_i64(pg, i, col(pg, "id"));
+	}
+	http_reply_json(r, 200, j_page(items, n > limit, last));
+}
+
+/* GET /v1/notifications?after=<cursor>&account=&kind= (R8.1). */
+void
+http_ops_notifications(struct http_req *r)
+{
+	const char *account = http_req_query(r, "account"), *id = NULL, *ext = NULL;
+	int limit;
+	int64_t after;
+	char lim[16], cur[24];
+
+	if (!http_paging(r, "after", &limit, &after))
+		return;
+	if (account && !account_ref(account, &id, &ext)) {
+		http_reply_error(r, 400, "validation_failed",
+		    "account: must be a UUID or ext:<external_ref>", "account");
+		return;
+	}
+	snprintf(lim, sizeof lim, "%d", limit + 1);
+	snprintf(cur, sizeof cur, "%" PRId64, after);
+	const char *p[] = {cur, lim, http_req_query(r, "kind"), id, ext};
+	struct db_batch *b = db_batch_new();
+	db_batch_add(b,
+	    "SELECT n.id, n.kind, n.account_id, creditd_us(n.created_at) AS created_us, "
+	    "n.payload::text FROM notifications n "
+	    "WHERE n.id > $1 AND ($3::text IS NULL OR n.kind = $3) "
+	    "AND ($4::uuid IS NULL AND $5::text IS NULL OR n.account_id IN "
+	    "(SELECT a.id FROM accounts a WHERE a.id = $4::uuid OR a.external_ref = $5)) "
+	    "ORDER BY n.id LIMIT $2",
+	    5, p);
+	http_submit(r, b, notifications_cb);
+}

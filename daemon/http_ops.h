@@ -10,5 +10,6 @@ void http_ops_metrics(struct http_req *r);
 void http_ops_clock_get(struct http_req *r);
 void http_ops_clock_put(struct http_req *r);
 void http_ops_audit(struct http_req *r);
+void http_ops_notifications(struct http_req *r);
 
 #endif

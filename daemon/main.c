@@ -40,7 +40,7 @@ static void
 usage(void)
 {
 	fprintf(stderr, "usage: creditd --config FILE [--test-clock[=TIME]] [migrate]\n"
-			"       creditd --version\n");
+			"       creditd --version | --describe-config\n");
 	exit(2);
 }
 
@@ -199,6 +199,7 @@ main(int argc, char **argv)
 	    {"config", required_argument, NULL, 'c'},
 	    {"test-clock", optional_argument, NULL, 't'},
 	    {"version", no_argument, NULL, 'V'},
+	    {"describe-config", no_argument, NULL, 'D'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
@@ -221,6 +222,9 @@ main(int argc, char **argv)
 			break;
 		case 'V':
 			printf("creditd %s\n", CREDITD_VERSION);
+			return 0;
+		case 'D':
+			config_describe(stdout);
 			return 0;
 		default:
 			usage();

@@ -30,6 +30,8 @@ const struct route routes_table[] = {
     /* usage (R3) */
     {R_POST, "/v1/events", SCOPE_INGEST, http_usage_events, "events", false},
     {R_POST, "/v1/authorize", SCOPE_INGEST, http_usage_authorize, "authorize", false},
+    /* notifications outbox (R8.1) */
+    {R_GET, "/v1/notifications", SCOPE_READ, http_ops_notifications, "notifications", false},
     /* audit (R9.5) */
     {R_GET, "/v1/audit", SCOPE_ADMIN, http_ops_audit, "audit", false},
     /* test clock (R1.6): only with --test-clock */

@@ -14,11 +14,15 @@ tz_init(const char *name)
 {
 	char path[512];
 
-	if (strlen(name) > 200)
+	static const char zoneinfo[] = "/usr/share/zoneinfo/";
+	size_t n = strlen(name);
+
+	if (n == 0 || n > 200 || strstr(name, "..") != NULL)
 		return -1;
 	if (strcmp(name, "UTC") != 0) {
-		snprintf(path, sizeof path, "/usr/share/zoneinfo/%.200s", name);
-		if (strstr(name, "..") != NULL || access(path, R_OK) != 0)
+		memcpy(path, zoneinfo, sizeof zoneinfo - 1);
+		memcpy(path + sizeof zoneinfo - 1, name, n + 1);
+		if (access(path, R_OK) != 0)
 			return -1;
 	}
 	setenv("TZ", name, 1);

@@ -43,6 +43,12 @@ CREATE TABLE invoiced_periods (
     PRIMARY KEY (account_id, period)
 );
 
+-- Amounts leave the database as plain decimal strings (R1.2), e.g. 4500 -> '0.0045'.
+CREATE FUNCTION creditd_amount(p bigint) RETURNS text LANGUAGE sql IMMUTABLE STRICT AS $$
+    SELECT CASE WHEN p % 1000000 = 0 THEN (p / 1000000)::text
+                ELSE rtrim((p::numeric / 1000000)::text, '0') END
+$$;
+
 -- R4.3/R4.4/R4.5: re-evaluate an account's limit reasons and usage alerts.
 -- Called in the same transaction as whatever changed usage, exposure or
 -- limits (events, payments, limit changes, month rollover).
@@ -90,14 +96,16 @@ BEGIN
             PERFORM creditd_notify(a.id, 'usage.threshold', p_at,
                 jsonb_build_object('account', a.id, 'external_ref', a.external_ref,
                                    'limit', 'monthly', 'threshold_percent', t,
-                                   'usage', a.monthly_usage, 'limit_amount', a.monthly_limit));
+                                   'usage', creditd_amount(a.monthly_usage),
+                                   'limit_amount', creditd_amount(a.monthly_limit)));
             UPDATE accounts SET monthly_alerted = t WHERE id = a.id;
         END IF;
         IF pct_e >= t AND a.exposure_alerted < t THEN
             PERFORM creditd_notify(a.id, 'usage.threshold', p_at,
                 jsonb_build_object('account', a.id, 'external_ref', a.external_ref,
                                    'limit', 'total', 'threshold_percent', t,
-                                   'exposure', exposure, 'limit_amount', a.total_limit));
+                                   'exposure', creditd_amount(exposure),
+                                   'limit_amount', creditd_amount(a.total_limit)));
             UPDATE accounts SET exposure_alerted = t WHERE id = a.id;
         END IF;
     END LOOP;
