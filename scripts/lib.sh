@@ -16,6 +16,7 @@ CREDITD_PACKAGES=(
 	build-essential meson ninja-build pkg-config
 	libevent-dev libjansson-dev libpq-dev uuid-dev libcmocka-dev libssl-dev libsystemd-dev
 	postgresql python3 curl clang systemd
+	procps # /bin/kill, for ExecReload= in systemd/creditd.service (checked by test_systemd)
 )
 
 # The unprivileged account that owns PostgreSQL clusters when we run as root

@@ -633,8 +633,8 @@ class Daemon:
                     last = f"HTTP {r.status}"
                 finally:
                     conn.close()
-            except OSError as e:
-                last = str(e)
+            except (OSError, http.client.HTTPException) as e:
+                last = repr(e)
             if time.monotonic() > deadline:
                 raise HarnessError(f"creditd did not answer /healthz within {timeout:g} s ({last})\n"
                                    f"--- {self.logfile} (tail):\n{self.log_tail()}")
