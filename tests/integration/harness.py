@@ -1029,15 +1029,17 @@ class _LogTailResult(unittest.TextTestResult):
 
     def _dump(self, test: unittest.TestCase) -> None:
         text = ""
-        if isinstance(test, DaemonTestCase) and hasattr(test, "_log_offset"):
-            try:
+        what = "during"
+        try:
+            if isinstance(test, DaemonTestCase) and hasattr(test, "_log_offset"):
                 text = test.daemon_log_since_setup()
-            except Exception:  # noqa: BLE001
-                text = ""
-        elif _ENV is not None:
-            text = _ENV.daemon.log_tail()
-        if text:
-            self.stream.write(f"\n--- creditd log during {test.id()} (tail):\n{text}\n---\n")
+            if not text.strip() and _ENV is not None:
+                what = "(nothing new during the test), up to"
+                text = _ENV.daemon.log_tail(30)
+        except Exception:  # noqa: BLE001 - a dump must not break the run
+            text = ""
+        if text.strip():
+            self.stream.write(f"\n--- creditd log {what} {test.id()} (tail):\n{text}\n---\n")
             self.stream.flush()
 
     def addFailure(self, test, err):  # type: ignore[override]
