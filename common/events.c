@@ -110,8 +110,8 @@ event_from_json(const json_t *o, const struct events_window *w, struct event_in 
 			if (!json_is_string(v) || json_string_length(v) == 0 ||
 			    json_string_length(v) > 140 ||
 			    strlen(json_string_value(v)) != json_string_length(v))
-				event_reject(e, EVENT_INVALID_FIELD, "%s: must be a UUID or ext:<ref>",
-				    key);
+				event_reject(e, EVENT_INVALID_FIELD,
+				             "%s: must be a UUID or ext:<ref>", key);
 			else
 				e->account = xstrdup(json_string_value(v));
 		} else if (strcmp(key, "amount") == 0) {
@@ -120,23 +120,23 @@ event_from_json(const json_t *o, const struct events_window *w, struct event_in 
 				if (e->verdict == EVENT_OK) {
 					e->verdict = EVENT_INVALID_AMOUNT;
 					snprintf(e->why, sizeof e->why, "amount: %s",
-					    why ? why : "invalid");
+					         why ? why : "invalid");
 				}
 			} else if (e->amount <= 0) {
 				event_reject(e, EVENT_INVALID_AMOUNT, "%s: must be greater than 0",
-				    key);
+				             key);
 			}
 		} else if (strcmp(key, "occurred_at") == 0) {
 			if (!json_is_string(v) ||
 			    civil_parse_rfc3339(json_string_value(v), json_string_length(v),
-				&e->occurred) != 0)
+			                        &e->occurred) != 0)
 				event_reject(e, EVENT_INVALID_TIME, "%s: must be an RFC 3339 time",
-				    key);
+				             key);
 		} else if (strcmp(key, "service") == 0) {
 			if (!json_is_string(v) ||
 			    !event_text_ok(json_string_value(v), json_string_length(v)))
 				event_reject(e, EVENT_INVALID_FIELD,
-				    "%s: 1-64 printable characters without spaces", key);
+				             "%s: 1-64 printable characters without spaces", key);
 			else
 				e->service = xstrdup(json_string_value(v));
 		} else if (strcmp(key, "destination") == 0) {
@@ -145,7 +145,7 @@ event_from_json(const json_t *o, const struct events_window *w, struct event_in 
 			if (!json_is_string(v) ||
 			    !event_text_ok(json_string_value(v), json_string_length(v)))
 				event_reject(e, EVENT_INVALID_FIELD,
-				    "%s: 1-64 printable characters without spaces", key);
+				             "%s: 1-64 printable characters without spaces", key);
 			else
 				e->destination = xstrdup(json_string_value(v));
 		} else if (strcmp(key, "quantity") == 0) {
@@ -171,10 +171,10 @@ event_from_json(const json_t *o, const struct events_window *w, struct event_in 
 	if (e->verdict == EVENT_OK) {
 		if (e->occurred > w->now + w->max_future_usec)
 			event_reject(e, EVENT_INVALID_TIME, "%s: too far in the future",
-			    "occurred_at");
+			             "occurred_at");
 		else if (e->occurred < w->now - w->max_age_usec)
 			event_reject(e, EVENT_INVALID_TIME, "%s: older than max_event_age",
-			    "occurred_at");
+			             "occurred_at");
 	}
 }
 
@@ -190,7 +190,7 @@ batch_grow(struct event_batch *b, size_t *cap)
 
 int
 events_parse(const char *body, size_t len, bool ndjson, size_t max_events,
-    const struct events_window *w, struct event_batch *out, char *err, size_t errlen)
+             const struct events_window *w, struct event_batch *out, char *err, size_t errlen)
 {
 	size_t cap = 0;
 	json_error_t jerr;
@@ -218,7 +218,7 @@ events_parse(const char *body, size_t len, bool ndjson, size_t max_events,
 					out->ev[out->n].quantity = 1;
 					out->ev[out->n].verdict = EVENT_INVALID_FIELD;
 					snprintf(out->ev[out->n].why, sizeof out->ev[out->n].why,
-					    "line is not valid JSON: %.60s", jerr.text);
+					         "line is not valid JSON: %.60s", jerr.text);
 				} else {
 					event_from_json(o, w, &out->ev[out->n]);
 					json_decref(o);
@@ -231,14 +231,15 @@ events_parse(const char *body, size_t len, bool ndjson, size_t max_events,
 		json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr), *arr;
 		if (root == NULL) {
 			snprintf(err, errlen, "invalid JSON at line %d column %d: %s", jerr.line,
-			    jerr.column, jerr.text);
+			         jerr.column, jerr.text);
 			return EVENTS_PARSE_BAD_JSON;
 		}
 		arr = json_is_array(root) ? root : json_object_get(root, "events");
 		if (!json_is_array(arr) || (json_is_object(root) && json_object_size(root) != 1)) {
 			json_decref(root);
-			snprintf(err, errlen, "body must be a JSON array of events or "
-					      "{\"events\": [...]}");
+			snprintf(err, errlen,
+			         "body must be a JSON array of events or "
+			         "{\"events\": [...]}");
 			return EVENTS_PARSE_BAD_JSON;
 		}
 		if (json_array_size(arr) > max_events) {

@@ -16,11 +16,11 @@ enum event_verdict {
 };
 
 struct event_in {
-	char id[37]; /* lowercase UUID text; "" when the id is invalid */
-	char *id_raw;	   /* the id as sent (for the reply), NULL if not a string */
-	char *account;	   /* UUID or ext:<ref>, as sent */
-	int64_t amount;	   /* micro-units */
-	int64_t occurred;  /* usec since epoch, UTC */
+	char id[37];      /* lowercase UUID text; "" when the id is invalid */
+	char *id_raw;     /* the id as sent (for the reply), NULL if not a string */
+	char *account;    /* UUID or ext:<ref>, as sent */
+	int64_t amount;   /* micro-units */
+	int64_t occurred; /* usec since epoch, UTC */
 	char *service;
 	char *destination; /* NULL when absent */
 	int32_t quantity;
@@ -36,20 +36,20 @@ struct event_batch {
 struct events_window {
 	int64_t now;
 	int64_t max_future_usec; /* max_future_skew */
-	int64_t max_age_usec;	 /* max_event_age */
+	int64_t max_age_usec;    /* max_event_age */
 };
 
 enum events_parse_status {
 	EVENTS_PARSE_OK = 0,
-	EVENTS_PARSE_BAD_JSON = -1,  /* body is not JSON of an accepted shape: 400 invalid_json */
-	EVENTS_PARSE_TOO_MANY = -2,  /* more than max_events: 413 too_large */
-	EVENTS_PARSE_EMPTY = -3,     /* no events at all: 400 validation_failed */
+	EVENTS_PARSE_BAD_JSON = -1, /* body is not JSON of an accepted shape: 400 invalid_json */
+	EVENTS_PARSE_TOO_MANY = -2, /* more than max_events: 413 too_large */
+	EVENTS_PARSE_EMPTY = -3,    /* no events at all: 400 validation_failed */
 };
 
 /* Parse a JSON array, {"events": [...]}, or (ndjson=true) one JSON object per
  * line. Validates every event against the window. */
 int events_parse(const char *body, size_t len, bool ndjson, size_t max_events,
-    const struct events_window *w, struct event_batch *out, char *err, size_t errlen);
+                 const struct events_window *w, struct event_batch *out, char *err, size_t errlen);
 void events_free(struct event_batch *b);
 const char *events_verdict_reason(enum event_verdict v);
 /* Lowercase canonical UUID text of s, or false. */

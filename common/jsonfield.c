@@ -70,7 +70,7 @@ jf_text_ok(const char *s)
 
 int
 jf_string(const json_t *obj, const char *key, bool required, size_t maxlen, const char **out,
-    struct jf_err *e)
+          struct jf_err *e)
 {
 	int rc;
 	const json_t *v = jf_get(obj, key, required, &rc, e);
@@ -105,7 +105,7 @@ jf_string(const json_t *obj, const char *key, bool required, size_t maxlen, cons
 
 int
 jf_amount(const json_t *obj, const char *key, bool required, bool nullable, bool *is_null,
-    int64_t *out, struct jf_err *e)
+          int64_t *out, struct jf_err *e)
 {
 	const json_t *v = json_object_get(obj, key);
 	const char *why = NULL;
@@ -148,7 +148,7 @@ jf_rate(const json_t *obj, const char *key, bool required, int32_t *out, struct 
 
 int
 jf_int(const json_t *obj, const char *key, bool required, int64_t min, int64_t max, int64_t *out,
-    struct jf_err *e)
+       struct jf_err *e)
 {
 	int rc;
 	const json_t *v = jf_get(obj, key, required, &rc, e);
@@ -157,7 +157,7 @@ jf_int(const json_t *obj, const char *key, bool required, int64_t min, int64_t m
 		return rc;
 	if (!json_is_integer(v) || json_integer_value(v) < min || json_integer_value(v) > max) {
 		jf_fail(e, key, "%s: must be an integer between %lld and %lld", key, (long long)min,
-		    (long long)max);
+		        (long long)max);
 		return -1;
 	}
 	*out = json_integer_value(v);

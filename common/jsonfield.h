@@ -20,14 +20,14 @@ void jf_fail(struct jf_err *e, const char *field, const char *fmt, ...)
 /* Reject keys not in allowed (NULL-terminated). */
 int jf_only(const json_t *obj, const char *const *allowed, struct jf_err *e);
 int jf_string(const json_t *obj, const char *key, bool required, size_t maxlen, const char **out,
-    struct jf_err *e);
+              struct jf_err *e);
 /* Amount (R1.2): a decimal string; JSON numbers rejected. With nullable,
  * an explicit null sets *is_null and returns 0. */
 int jf_amount(const json_t *obj, const char *key, bool required, bool nullable, bool *is_null,
-    int64_t *out, struct jf_err *e);
+              int64_t *out, struct jf_err *e);
 int jf_rate(const json_t *obj, const char *key, bool required, int32_t *out, struct jf_err *e);
 int jf_int(const json_t *obj, const char *key, bool required, int64_t min, int64_t max,
-    int64_t *out, struct jf_err *e);
+           int64_t *out, struct jf_err *e);
 int jf_bool(const json_t *obj, const char *key, bool required, bool *out, struct jf_err *e);
 /* RFC 3339 time -> usec. */
 int jf_time(const json_t *obj, const char *key, bool required, int64_t *out, struct jf_err *e);

@@ -17,7 +17,8 @@ void
 limits_authorize(const struct limits_state *s, int64_t amount, struct limits_answer *a)
 {
 	a->has_monthly = s->has_monthly;
-	a->monthly_remaining = s->has_monthly ? limits_remaining(s->monthly_limit, s->monthly_usage) : 0;
+	a->monthly_remaining =
+	    s->has_monthly ? limits_remaining(s->monthly_limit, s->monthly_usage) : 0;
 	a->has_total = s->has_total;
 	a->total_remaining = s->has_total ? limits_remaining(s->total_limit, s->exposure) : 0;
 	a->allowed = false;

@@ -77,7 +77,8 @@ static void
 acache_grow(struct acache *c)
 {
 	size_t ncap = c->cap * 2;
-	struct acache_entry **nid = xcalloc(ncap, sizeof *nid), **next = xcalloc(ncap, sizeof *next);
+	struct acache_entry **nid = xcalloc(ncap, sizeof *nid),
+	                    **next = xcalloc(ncap, sizeof *next);
 
 	for (size_t i = 0; i < c->cap; i++) {
 		struct acache_entry *e = c->by_id[i];
@@ -135,9 +136,9 @@ acache_update(struct acache *c, const PGresult *res, int row)
 		c->n++;
 	}
 	snprintf(e->currency, sizeof e->currency, "%s", PQgetvalue(res, row, col(res, "currency")));
-	e->status = strcmp(status, "active") == 0	  ? ACACHE_ACTIVE
-		    : strcmp(status, "suspended") == 0 ? ACACHE_SUSPENDED
-						       : ACACHE_TERMINATED;
+	e->status = strcmp(status, "active") == 0      ? ACACHE_ACTIVE
+	            : strcmp(status, "suspended") == 0 ? ACACHE_SUSPENDED
+	                                               : ACACHE_TERMINATED;
 	e->monthly_limit = acache_opt(res, row, col(res, "monthly_limit"), &e->has_monthly);
 	e->total_limit = acache_opt(res, row, col(res, "total_limit"), &e->has_total);
 	e->terminated_at = acache_opt(res, row, col(res, "terminated_us"), &e->has_terminated);
@@ -206,7 +207,8 @@ acache_load_next(struct acache *c)
 	snprintf(lim, sizeof lim, "%d", ACACHE_PAGE);
 	const char *params[] = {cur, lim};
 	struct db_batch *b = db_batch_new();
-	db_batch_add(b, "SELECT * FROM account_view WHERE seq > $1 ORDER BY seq LIMIT $2", 2, params);
+	db_batch_add(b, "SELECT * FROM account_view WHERE seq > $1 ORDER BY seq LIMIT $2", 2,
+	             params);
 	p->c = c;
 	p->generation = c->generation;
 	if (db_submit(c->app->db, b, acache_page_cb, p) != 0) {

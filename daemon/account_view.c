@@ -31,27 +31,28 @@ account_view_json(const PGresult *res, int row)
 	json_object_set_new(o, "currency", j_text_col(res, row, col(res, "currency")));
 	json_object_set_new(o, "jurisdiction", j_text_col(res, row, col(res, "jurisdiction")));
 	json_object_set_new(o, "status", j_text_col(res, row, col(res, "status")));
-	json_object_set_new(o, "suspension_reasons", j_json_col(res, row, col(res, "reasons_json")));
+	json_object_set_new(o, "suspension_reasons",
+	                    j_json_col(res, row, col(res, "reasons_json")));
 	json_object_set_new(o, "monthly_limit", j_money_col(res, row, col(res, "monthly_limit")));
 	json_object_set_new(o, "total_limit", j_money_col(res, row, col(res, "total_limit")));
 	json_object_set_new(o, "monthly_usage", j_money(monthly));
 	json_object_set_new(o, "monthly_remaining",
-	    account_view_remaining(res, row, col(res, "monthly_limit"), monthly));
+	                    account_view_remaining(res, row, col(res, "monthly_limit"), monthly));
 	json_object_set_new(o, "exposure", j_money(exposure));
 	json_object_set_new(o, "total_remaining",
-	    account_view_remaining(res, row, col(res, "total_limit"), exposure));
+	                    account_view_remaining(res, row, col(res, "total_limit"), exposure));
 	json_object_set_new(o, "unbilled_usage", j_money_col(res, row, col(res, "unbilled_usage")));
 	json_object_set_new(o, "open_balance", j_money_col(res, row, col(res, "open_balance")));
 	json_object_set_new(o, "accrued_interest",
-	    j_money_col(res, row, col(res, "accrued_interest")));
+	                    j_money_col(res, row, col(res, "accrued_interest")));
 	json_object_set_new(o, "credit_balance", j_money_col(res, row, col(res, "credit_balance")));
 	json_object_set_new(o, "contractual_rate",
-	    j_rate_col(res, row, col(res, "contractual_rate")));
+	                    j_rate_col(res, row, col(res, "contractual_rate")));
 	json_object_set_new(o, "payment_terms_days",
-	    j_int_col(res, row, col(res, "payment_terms_days")));
+	                    j_int_col(res, row, col(res, "payment_terms_days")));
 	json_object_set_new(o, "statutory_rule", j_text_col(res, row, col(res, "statutory_rule")));
 	json_object_set_new(o, "pending_limit_changes",
-	    j_json_col(res, row, col(res, "pending_json")));
+	                    j_json_col(res, row, col(res, "pending_json")));
 	json_object_set_new(o, "created_at", j_ts_col(res, row, col(res, "created_us")));
 	json_object_set_new(o, "terminated_at", j_ts_col(res, row, col(res, "terminated_us")));
 	return o;

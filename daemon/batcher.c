@@ -145,8 +145,8 @@ ingest_job_reply(struct ingest_job *job)
 				counts[k]++;
 	}
 	body = json_pack("{s:o, s:I, s:I, s:I, s:I}", "results", results, "accepted",
-	    (json_int_t)counts[0], "duplicate", (json_int_t)counts[1], "conflict",
-	    (json_int_t)counts[2], "rejected", (json_int_t)counts[3]);
+	                 (json_int_t)counts[0], "duplicate", (json_int_t)counts[1], "conflict",
+	                 (json_int_t)counts[2], "rejected", (json_int_t)counts[3]);
 	for (int k = 0; k < 4; k++) {
 		char series[64];
 		snprintf(series, sizeof series, "creditd_events_total{status=\"%s\"}", names[k]);
@@ -181,7 +181,8 @@ batcher_submit(struct batcher *b, struct ingest_job *job)
 	if (b->open.n >= (size_t)cfg->batch_flush_events) {
 		batcher_flush_now(b);
 	} else if (!b->timer_armed && b->state == BATCHER_FILLING) {
-		struct timeval tv = {cfg->batch_flush_ms / 1000, (cfg->batch_flush_ms % 1000) * 1000};
+		struct timeval tv = {cfg->batch_flush_ms / 1000,
+		                     (cfg->batch_flush_ms % 1000) * 1000};
 		b->timer_armed = true;
 		evtimer_add(b->timer, &tv);
 	}
@@ -252,7 +253,7 @@ batcher_flushed(const struct db_result *res, void *arg)
 	if (!db_result_ok(res)) {
 		if (!db_result_unavailable(res))
 			log_errorx("ingest: batch of %zu events failed: %s (%s)", bt->n,
-			    db_result_error(res), db_result_sqlstate(res));
+			           db_result_error(res), db_result_sqlstate(res));
 		for (size_t i = 0; i < bt->n; i++)
 			bt->items[i].job->failed = true;
 	} else {
@@ -269,21 +270,22 @@ batcher_flushed(const struct db_result *res, void *arg)
 			struct batch_item *it = &bt->items[ord - 1];
 			struct ingest_job *job = it->job;
 			job->status[it->idx] = strcmp(s, "accepted") == 0    ? "accepted"
-					       : strcmp(s, "duplicate") == 0 ? "duplicate"
-									     : "conflict";
+			                       : strcmp(s, "duplicate") == 0 ? "duplicate"
+			                                                     : "conflict";
 			if (PQgetvalue(st, i, 2)[0] == 't')
 				while_suspended++;
-			const struct acache_entry *e = acache_find(b->app->acache,
-			    job->account_id[it->idx]);
+			const struct acache_entry *e =
+			    acache_find(b->app->acache, job->account_id[it->idx]);
 			if (e)
-				snprintf(job->acct_status[it->idx], sizeof job->acct_status[0], "%s",
-				    e->status == ACACHE_ACTIVE      ? "active"
-				    : e->status == ACACHE_SUSPENDED ? "suspended"
-								    : "terminated");
+				snprintf(job->acct_status[it->idx], sizeof job->acct_status[0],
+				         "%s",
+				         e->status == ACACHE_ACTIVE      ? "active"
+				         : e->status == ACACHE_SUSPENDED ? "suspended"
+				                                         : "terminated");
 		}
 		if (while_suspended)
 			metrics_counter_add(b->app->metrics, "creditd_events_while_suspended_total",
-			    while_suspended);
+			                    while_suspended);
 		b->flushes++;
 		b->flushed_events += bt->n;
 	}
@@ -365,13 +367,14 @@ batcher_flush_now(struct batcher *b)
 		lens[9] = (int)strlen(month);
 		p[10] = arr_close(thr, &lens[10]);
 		struct db_batch *batch = db_batch_new();
-		db_batch_add_len(batch,
+		db_batch_add_len(
+		    batch,
 		    "SELECT ord, status, while_suspended FROM creditd_ingest($1::uuid[], "
 		    "$2::uuid[], $3::bigint[], $4::bigint[], $5::date[], $6::text[], $7::text[], "
 		    "$8::int[], $9::bigint, $10::date, $11::int[])",
 		    11, (const char *const *)p, lens);
 		db_batch_add_len(batch, "SELECT * FROM account_view WHERE id = ANY($1::uuid[])", 1,
-		    (const char *const *)p + 1, lens + 1);
+		                 (const char *const *)p + 1, lens + 1);
 		for (int k = 0; k < 8; k++)
 			free(p[k]);
 		free(p[10]);
@@ -394,7 +397,8 @@ batcher_metrics(struct batcher *b, void *evbuffer)
 {
 	struct evbuffer *out = evbuffer;
 
-	evbuffer_add_printf(out,
+	evbuffer_add_printf(
+	    out,
 	    "# HELP creditd_ingest_queued_events Events waiting for a group commit.\n"
 	    "# TYPE creditd_ingest_queued_events gauge\n"
 	    "creditd_ingest_queued_events %zu\n"

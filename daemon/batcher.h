@@ -21,13 +21,13 @@ struct http_req;
 struct ingest_job {
 	struct http_req *req;
 	struct event_batch evs;
-	const char **status;   /* per event: accepted|duplicate|conflict|rejected */
-	const char **reason;   /* per event, for rejected */
+	const char **status;     /* per event: accepted|duplicate|conflict|rejected */
+	const char **reason;     /* per event, for rejected */
 	const char **account_id; /* resolved account UUID (points into the cache) */
-	char **period;	       /* per event billing month "YYYY-MM-01" */
+	char **period;           /* per event billing month "YYYY-MM-01" */
 	char (*acct_status)[12];
 	size_t pending; /* events still in a batch */
-	bool failed;	/* a batch with its events failed: answer 503 */
+	bool failed;    /* a batch with its events failed: answer 503 */
 };
 
 struct batcher *batcher_new(struct app *app);

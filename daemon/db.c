@@ -45,8 +45,8 @@ struct db_result {
 
 enum db_conn_state {
 	DB_CONN_CONNECTING, /* PQconnectPoll in progress */
-	DB_CONN_SETUP,	    /* connected, schema check / migration in simple mode */
-	DB_CONN_READY,	    /* pipeline mode; batches may be in flight (inflight > 0 = busy) */
+	DB_CONN_SETUP,      /* connected, schema check / migration in simple mode */
+	DB_CONN_READY,      /* pipeline mode; batches may be in flight (inflight > 0 = busy) */
 	DB_CONN_BACKOFF,    /* failed; a timer will reconnect */
 };
 
@@ -126,7 +126,7 @@ db_batch_free(struct db_batch *b)
 
 void
 db_batch_add_len(struct db_batch *b, const char *sql, int nparams, const char *const *params,
-    const int *lengths)
+                 const int *lengths)
 {
 	struct db_stmt *s;
 
@@ -653,7 +653,8 @@ db_submit(struct db *db, struct db_batch *b, db_cb cb, void *arg)
 
 	if (db->schema_ok && db->inflight < DB_MAX_QUEUED) {
 		for (int k = 0; k < db->npool; k++) {
-			struct db_conn *c = &db->conns[(db->rr + (unsigned)k) % (unsigned)db->npool];
+			struct db_conn *c =
+			    &db->conns[(db->rr + (unsigned)k) % (unsigned)db->npool];
 			if (c->state != DB_CONN_READY)
 				continue;
 			if (best == NULL || c->inflight < best->inflight)
@@ -670,7 +671,7 @@ db_submit(struct db *db, struct db_batch *b, db_cb cb, void *arg)
 	for (int i = 0; i < b->n; i++) {
 		struct db_stmt *s = &b->stmts[i];
 		if (!PQsendQueryParams(best->pg, s->sql, s->nparams, NULL,
-			(const char *const *)s->params, s->lengths, NULL, 0)) {
+		                       (const char *const *)s->params, s->lengths, NULL, 0)) {
 			log_warnx("db[%d]: send failed: %s", best->idx, PQerrorMessage(best->pg));
 			/* the connection is broken: fail everything on it, this batch too */
 			db_conn_enqueue(best, b);

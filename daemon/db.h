@@ -48,7 +48,7 @@ bool db_ready(const struct db *db);
 int db_schema_version(const struct db *db);
 /* Counts for /metrics. */
 void db_pool_stats(const struct db *db, int *connected, int *connecting, int *backoff,
-    size_t *inflight);
+                   size_t *inflight);
 size_t db_inflight(const struct db *db);
 /* True (once) if a ready connection was lost since the last call. */
 bool db_take_outage(struct db *db);
@@ -59,7 +59,7 @@ void db_batch_free(struct db_batch *b);
 void db_batch_add(struct db_batch *b, const char *sql, int nparams, const char *const *params);
 /* Binary-safe variant: lengths given (for large text params such as arrays). */
 void db_batch_add_len(struct db_batch *b, const char *sql, int nparams, const char *const *params,
-    const int *lengths);
+                      const int *lengths);
 /* Submit: takes ownership of b. Returns 0, or -1 when no connection is usable
  * (b is freed and cb is NOT called: answer 503). */
 int db_submit(struct db *db, struct db_batch *b, db_cb cb, void *arg);

@@ -215,18 +215,20 @@ http_req_json_object(struct http_req *r)
 	if (r->json != NULL)
 		return r->json;
 	if (r->body_len == 0) {
-		http_reply_error(r, 400, "invalid_json", "request body must be a JSON object", NULL);
+		http_reply_error(r, 400, "invalid_json", "request body must be a JSON object",
+		                 NULL);
 		return NULL;
 	}
 	r->json = json_loadb(r->body, r->body_len, JSON_REJECT_DUPLICATES, &err);
 	if (r->json == NULL) {
 		snprintf(msg, sizeof msg, "invalid JSON at line %d column %d: %s", err.line,
-		    err.column, err.text);
+		         err.column, err.text);
 		http_reply_error(r, 400, "invalid_json", msg, NULL);
 		return NULL;
 	}
 	if (!json_is_object(r->json)) {
-		http_reply_error(r, 400, "invalid_json", "request body must be a JSON object", NULL);
+		http_reply_error(r, 400, "invalid_json", "request body must be a JSON object",
+		                 NULL);
 		return NULL;
 	}
 	return r->json;
@@ -253,7 +255,7 @@ http_send(struct http_req *r, int status, struct evbuffer *buf)
 		evhttp_send_reply(r->req, status, NULL, buf);
 	}
 	log_req(LOG_LEVEL_DEBUG, r->rid, "%s -> %d in %" PRId64 " us",
-	    r->route >= 0 ? r->srv->routes[r->route].name : "?", status, usec);
+	        r->route >= 0 ? r->srv->routes[r->route].name : "?", status, usec);
 	http_req_free(r);
 }
 
@@ -285,7 +287,7 @@ http_reply_json(struct http_req *r, int status, json_t *body)
 
 void
 http_reply_error(struct http_req *r, int status, const char *code, const char *message,
-    const char *field)
+                 const char *field)
 {
 	json_t *err = json_pack("{s:s, s:s}", "code", code, "message", message);
 
@@ -295,7 +297,7 @@ http_reply_error(struct http_req *r, int status, const char *code, const char *m
 		log_req(LOG_LEVEL_WARNING, r->rid, "%d %s: %s", status, code, message);
 	else
 		log_req(LOG_LEVEL_DEBUG, r->rid, "%d %s: %s%s%s", status, code, message,
-		    field ? " field=" : "", field ? field : "");
+		        field ? " field=" : "", field ? field : "");
 	http_reply_json(r, status, json_pack("{s:o}", "error", err));
 }
 
@@ -308,7 +310,7 @@ http_reply_unavailable(struct http_req *r)
 
 void
 http_reply_text(struct http_req *r, int status, const char *content_type, const char *body,
-    size_t len)
+                size_t len)
 {
 	struct evbuffer *buf = evbuffer_new();
 
@@ -407,7 +409,8 @@ http_dispatch(struct evhttp_request *req, void *arg)
 	r->req = req;
 	r->route = -1;
 	r->started = clock_monotonic();
-	snprintf(r->rid, sizeof r->rid, "%016" PRIx64, (uint64_t)((s->rid_salt + s->next_rid++) * UINT64_C(0x9E3779B97F4A7C15)));
+	snprintf(r->rid, sizeof r->rid, "%016" PRIx64,
+	         (uint64_t)((s->rid_salt + s->next_rid++) * UINT64_C(0x9E3779B97F4A7C15)));
 	s->active++;
 	if (evcon) {
 		r->conn = http_conn_get(s, evcon);
@@ -444,7 +447,7 @@ http_dispatch(struct evhttp_request *req, void *arg)
 			if (r->caps[k] == NULL) {
 				r->ncaps = k;
 				http_reply_error(r, 400, "validation_failed",
-				    "malformed percent-encoding in path", NULL);
+				                 "malformed percent-encoding in path", NULL);
 				return;
 			}
 		}
@@ -462,13 +465,13 @@ http_dispatch(struct evhttp_request *req, void *arg)
 		if (!http_authenticate(r)) {
 			http_reply_add_header(r, "WWW-Authenticate", "Bearer");
 			http_reply_error(r, 401, "unauthorized", "a valid bearer token is required",
-			    NULL);
+			                 NULL);
 			return;
 		}
 		if (!(r->scopes & rt->scope) && !(r->scopes & SCOPE_ADMIN)) {
 			char msg[96];
 			snprintf(msg, sizeof msg, "token lacks the '%s' scope",
-			    config_scope_name(rt->scope));
+			         config_scope_name(rt->scope));
 			http_reply_error(r, 403, "forbidden", msg, NULL);
 			return;
 		}
@@ -510,8 +513,8 @@ http_server_new(struct app *app, const struct route *routes, int nroutes)
 	s->evhttp = evhttp_new(app->base);
 	evhttp_set_gencb(s->evhttp, http_dispatch, s);
 	evhttp_set_allowed_methods(s->evhttp, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST |
-						  EVHTTP_REQ_PUT | EVHTTP_REQ_PATCH |
-						  EVHTTP_REQ_DELETE);
+	                                          EVHTTP_REQ_PUT | EVHTTP_REQ_PATCH |
+	                                          EVHTTP_REQ_DELETE);
 	evhttp_set_max_headers_size(s->evhttp, HTTP_MAX_HEADERS_SIZE);
 	http_server_apply_config(s);
 	return s;

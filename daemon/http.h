@@ -32,7 +32,7 @@ typedef void (*http_handler)(struct http_req *r);
 struct route {
 	enum http_method method;
 	const char *pattern; /* see common/route.h */
-	unsigned scope;	     /* SCOPE_* bit needed; 0 = no token needed */
+	unsigned scope;      /* SCOPE_* bit needed; 0 = no token needed */
 	http_handler handler;
 	const char *name; /* metrics label */
 	bool test_clock;  /* exists only with --test-clock */
@@ -68,14 +68,14 @@ json_t *http_req_json_object(struct http_req *r);
 /* Replies (each frees the request context). */
 void http_reply_json(struct http_req *r, int status, json_t *body); /* steals body */
 void http_reply_error(struct http_req *r, int status, const char *code, const char *message,
-    const char *field);
+                      const char *field);
 void http_reply_unavailable(struct http_req *r);
 void http_reply_text(struct http_req *r, int status, const char *content_type, const char *body,
-    size_t len);
+                     size_t len);
 /* Reply with an evbuffer's contents (drained). */
 struct evbuffer;
 void http_reply_buffer(struct http_req *r, int status, const char *content_type,
-    struct evbuffer *buf);
+                       struct evbuffer *buf);
 void http_reply_add_header(struct http_req *r, const char *name, const char *value);
 
 #endif

@@ -76,8 +76,15 @@ accounts_one_cb(const struct db_result *res, void *arg)
 void
 http_accounts_create(struct http_req *r)
 {
-	static const char *const allowed[] = {"external_ref", "name", "currency", "jurisdiction",
-	    "monthly_limit", "total_limit", "contractual_rate", "payment_terms_days", NULL};
+	static const char *const allowed[] = {"external_ref",
+	                                      "name",
+	                                      "currency",
+	                                      "jurisdiction",
+	                                      "monthly_limit",
+	                                      "total_limit",
+	                                      "contractual_rate",
+	                                      "payment_terms_days",
+	                                      NULL};
 	const struct config *cfg = http_req_app(r)->cfg;
 	json_t *body = http_req_json_object(r);
 	const char *ext, *name, *currency, *jur;
@@ -89,7 +96,8 @@ http_accounts_create(struct http_req *r)
 
 	if (body == NULL)
 		return;
-	if (jf_only(body, allowed, &e) < 0 || jf_string(body, "external_ref", true, 128, &ext, &e) < 0 ||
+	if (jf_only(body, allowed, &e) < 0 ||
+	    jf_string(body, "external_ref", true, 128, &ext, &e) < 0 ||
 	    jf_string(body, "name", true, 200, &name, &e) < 0 ||
 	    jf_string(body, "currency", true, 3, &currency, &e) < 0 ||
 	    jf_string(body, "jurisdiction", true, 6, &jur, &e) < 0)
@@ -100,7 +108,8 @@ http_accounts_create(struct http_req *r)
 	}
 	if (!jurisdiction_ok(jur)) {
 		jf_fail(&e, "jurisdiction",
-		    "jurisdiction: must be ISO 3166-1 alpha-2, optionally with a subdivision (US-NY)");
+		        "jurisdiction: must be ISO 3166-1 alpha-2, optionally with a subdivision "
+		        "(US-NY)");
 		goto invalid;
 	}
 	if ((rc = jf_amount(body, "monthly_limit", false, true, &monthly_null, &monthly, &e)) < 0)
@@ -112,8 +121,8 @@ http_accounts_create(struct http_req *r)
 	if (rc == 1)
 		total_null = true;
 	if ((!monthly_null && monthly < 0) || (!total_null && total < 0)) {
-		jf_fail(&e, monthly < 0 ? "monthly_limit" : "total_limit", "%s: must not be negative",
-		    monthly < 0 ? "monthly_limit" : "total_limit");
+		jf_fail(&e, monthly < 0 ? "monthly_limit" : "total_limit",
+		        "%s: must not be negative", monthly < 0 ? "monthly_limit" : "total_limit");
 		goto invalid;
 	}
 	if (jf_rate(body, "contractual_rate", false, &rate, &e) < 0)
@@ -137,23 +146,37 @@ http_accounts_create(struct http_req *r)
 	snprintf(ts, sizeof ts, "%" PRId64, terms);
 	civil_format_date(tz_month_of(t), month);
 	{
-		const char *p[] = {id, ext, name, currency, jur, rs, ts, monthly_null ? NULL : ml,
-		    total_null ? NULL : tl, month, now};
+		const char *p[] = {id,
+		                   ext,
+		                   name,
+		                   currency,
+		                   jur,
+		                   rs,
+		                   ts,
+		                   monthly_null ? NULL : ml,
+		                   total_null ? NULL : tl,
+		                   month,
+		                   now};
 		const char *a[] = {now, http_req_actor(r), id, http_req_id(r)};
 		struct db_batch *b = db_batch_new();
-		db_batch_add(b,
+		db_batch_add(
+		    b,
 		    "INSERT INTO accounts (id, external_ref, name, currency, jurisdiction, "
-		    "contractual_rate, payment_terms_days, monthly_limit, total_limit, usage_month, "
+		    "contractual_rate, payment_terms_days, monthly_limit, total_limit, "
+		    "usage_month, "
 		    "created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, "
 		    "creditd_ts($11), creditd_ts($11))",
 		    11, p);
-		db_batch_add(b,
+		db_batch_add(
+		    b,
 		    "INSERT INTO account_history (account_id, at, status_before, status_after, "
 		    "reasons_before, reasons_after, cause, actor, request_id) "
 		    "VALUES ($3, creditd_ts($1), NULL, 'active', '{}', '{}', 'created', $2, $4)",
 		    4, a);
-		db_batch_add(b,
-		    "SELECT creditd_audit(creditd_ts($1), $2, 'account.create', 'account', $3::text, "
+		db_batch_add(
+		    b,
+		    "SELECT creditd_audit(creditd_ts($1), $2, 'account.create', 'account', "
+		    "$3::text, "
 		    "NULL, (SELECT to_jsonb(x) FROM accounts x WHERE id = $3::text::uuid), $4)",
 		    4, a);
 		db_batch_add(b, ACCOUNT_VIEW_SELECT "WHERE id = $1", 1, p);
@@ -167,24 +190,7 @@ invalid:
 static void
 accounts_list_cb(const struct db_result *res, void *arg)
 {
-	struct http_req *r = arg;
-	const PGresult *pg;
-	json_t *items;
-	int n, limit = atoi(http_req_query(r, "limit") ? http_req_query(r, "limit") : "100");
-	int64_t last = 0;
-
-	if (!db_result_ok(res)) {
-		http_reply_db_error(r, res);
-		return;
-	}
-	pg = db_result_get(res, 0);
-	n = PQntuples(pg);
-	items = json_array();
-	for (int i = 0; i < n && i < limit; i++) {
-		json_array_append_new(items, account_view_json(pg, i));
-		last = col_i64(pg, i, col(pg, "seq"));
-	}
-	http_reply_json(r, 200, j_page(items, n > limit, last));
+	http_reply_page(arg, res, 0, account_view_json, "seq");
 }
 
 void
@@ -200,7 +206,7 @@ http_accounts_list(struct http_req *r)
 	if (status && strcmp(status, "active") != 0 && strcmp(status, "suspended") != 0 &&
 	    strcmp(status, "terminated") != 0) {
 		http_reply_error(r, 400, "validation_failed",
-		    "status: must be active, suspended or terminated", "status");
+		                 "status: must be active, suspended or terminated", "status");
 		return;
 	}
 	snprintf(lim, sizeof lim, "%d", limit + 1);
@@ -208,9 +214,9 @@ http_accounts_list(struct http_req *r)
 	const char *p[] = {cur, status, lim};
 	struct db_batch *b = db_batch_new();
 	db_batch_add(b,
-	    ACCOUNT_VIEW_SELECT "WHERE seq > $1 AND ($2::text IS NULL OR status = $2) "
-				"ORDER BY seq LIMIT $3",
-	    3, p);
+	             ACCOUNT_VIEW_SELECT "WHERE seq > $1 AND ($2::text IS NULL OR status = $2) "
+	                                 "ORDER BY seq LIMIT $3",
+	             3, p);
 	http_submit(r, b, accounts_list_cb);
 }
 
@@ -233,7 +239,7 @@ void
 http_accounts_patch(struct http_req *r)
 {
 	static const char *const allowed[] = {"name", "jurisdiction", "contractual_rate",
-	    "payment_terms_days", NULL};
+	                                      "payment_terms_days", NULL};
 	json_t *body = http_req_json_object(r), *patch;
 	const char *id, *ext, *name = NULL, *jur = NULL;
 	int32_t rate;
@@ -261,8 +267,8 @@ http_accounts_patch(struct http_req *r)
 	if (jur) {
 		if (!jurisdiction_ok(jur)) {
 			jf_fail(&e, "jurisdiction",
-			    "jurisdiction: must be ISO 3166-1 alpha-2, optionally with a "
-			    "subdivision (US-NY)");
+			        "jurisdiction: must be ISO 3166-1 alpha-2, optionally with a "
+			        "subdivision (US-NY)");
 			goto invalid;
 		}
 		json_object_set_new(patch, "jurisdiction", json_string(jur));
@@ -286,8 +292,9 @@ http_accounts_patch(struct http_req *r)
 		usec_param(clock_now(), now);
 		const char *p[] = {id, ext, pj, now, http_req_actor(r), http_req_id(r)};
 		struct db_batch *b = db_batch_new();
-		db_batch_add(b,
-		    "SELECT creditd_account_patch($1, $2, $3::jsonb, creditd_ts($4), $5, $6)", 6, p);
+		db_batch_add(
+		    b, "SELECT creditd_account_patch($1, $2, $3::jsonb, creditd_ts($4), $5, $6)", 6,
+		    p);
 		db_batch_add(b, ACCOUNT_VIEW_SELECT "WHERE " ACCOUNT_MATCH, 2, p);
 		free(pj);
 		json_decref(patch);
@@ -310,7 +317,8 @@ accounts_manual(struct http_req *r, bool suspend)
 
 	if (body == NULL)
 		return;
-	if (jf_only(body, allowed, &e) < 0 || jf_string(body, "note", !suspend, 1000, &note, &e) < 0) {
+	if (jf_only(body, allowed, &e) < 0 ||
+	    jf_string(body, "note", !suspend, 1000, &note, &e) < 0) {
 		http_reply_validation(r, &e);
 		return;
 	}
@@ -319,11 +327,11 @@ accounts_manual(struct http_req *r, bool suspend)
 		return;
 	}
 	usec_param(clock_now(), now);
-	const char *p[] = {id, ext, suspend ? "t" : "f", note, now, http_req_actor(r),
-	    http_req_id(r)};
+	const char *p[] = {
+	    id, ext, suspend ? "t" : "f", note, now, http_req_actor(r), http_req_id(r)};
 	struct db_batch *b = db_batch_new();
-	db_batch_add(b,
-	    "SELECT creditd_account_manual($1, $2, $3, $4, creditd_ts($5), $6, $7)", 7, p);
+	db_batch_add(b, "SELECT creditd_account_manual($1, $2, $3, $4, creditd_ts($5), $6, $7)", 7,
+	             p);
 	db_batch_add(b, ACCOUNT_VIEW_SELECT "WHERE " ACCOUNT_MATCH, 2, p);
 	http_submit(r, b, accounts_one_cb);
 }
@@ -340,43 +348,32 @@ http_accounts_unsuspend(struct http_req *r)
 	accounts_manual(r, false);
 }
 
+static json_t *
+history_row_json(const PGresult *pg, int row)
+{
+	json_t *o = json_object();
+	json_object_set_new(o, "at", j_ts_col(pg, row, col(pg, "at_us")));
+	json_object_set_new(o, "status_before", j_text_col(pg, row, col(pg, "status_before")));
+	json_object_set_new(o, "status", j_text_col(pg, row, col(pg, "status_after")));
+	json_object_set_new(o, "reasons_before", j_json_col(pg, row, col(pg, "reasons_before")));
+	json_object_set_new(o, "reasons", j_json_col(pg, row, col(pg, "reasons_after")));
+	json_object_set_new(o, "cause", j_text_col(pg, row, col(pg, "cause")));
+	json_object_set_new(o, "actor", j_text_col(pg, row, col(pg, "actor")));
+	json_object_set_new(o, "note", j_text_col(pg, row, col(pg, "note")));
+	json_object_set_new(o, "request_id", j_text_col(pg, row, col(pg, "request_id")));
+	return o;
+}
+
 static void
 accounts_history_cb(const struct db_result *res, void *arg)
 {
 	struct http_req *r = arg;
-	const PGresult *acc, *pg;
-	json_t *items;
-	int n, limit = atoi(http_req_query(r, "limit") ? http_req_query(r, "limit") : "100");
-	int64_t last = 0;
 
-	if (!db_result_ok(res)) {
-		http_reply_db_error(r, res);
-		return;
-	}
-	acc = db_result_get(res, 0);
-	if (PQntuples(acc) == 0) {
+	if (db_result_ok(res) && PQntuples(db_result_get(res, 0)) == 0) {
 		http_reply_error(r, 404, "not_found", "account not found", NULL);
 		return;
 	}
-	pg = db_result_get(res, 1);
-	n = PQntuples(pg);
-	items = json_array();
-	for (int i = 0; i < n && i < limit; i++) {
-		json_t *o = json_object();
-		json_object_set_new(o, "at", j_ts_col(pg, i, col(pg, "at_us")));
-		json_object_set_new(o, "status_before", j_text_col(pg, i, col(pg, "status_before")));
-		json_object_set_new(o, "status", j_text_col(pg, i, col(pg, "status_after")));
-		json_object_set_new(o, "reasons_before",
-		    j_json_col(pg, i, col(pg, "reasons_before")));
-		json_object_set_new(o, "reasons", j_json_col(pg, i, col(pg, "reasons_after")));
-		json_object_set_new(o, "cause", j_text_col(pg, i, col(pg, "cause")));
-		json_object_set_new(o, "actor", j_text_col(pg, i, col(pg, "actor")));
-		json_object_set_new(o, "note", j_text_col(pg, i, col(pg, "note")));
-		json_object_set_new(o, "request_id", j_text_col(pg, i, col(pg, "request_id")));
-		json_array_append_new(items, o);
-		last = col_i64(pg, i, col(pg, "id"));
-	}
-	http_reply_json(r, 200, j_page(items, n > limit, last));
+	http_reply_page(r, res, 1, history_row_json, "id");
 }
 
 void
@@ -398,7 +395,8 @@ http_accounts_history(struct http_req *r)
 	const char *p[] = {id, ext, cur, lim};
 	struct db_batch *b = db_batch_new();
 	db_batch_add(b, "SELECT id FROM accounts WHERE " ACCOUNT_MATCH, 2, p);
-	db_batch_add(b,
+	db_batch_add(
+	    b,
 	    "SELECT h.id, creditd_us(h.at) AS at_us, h.status_before, h.status_after, "
 	    "array_to_json(h.reasons_before)::text AS reasons_before, "
 	    "array_to_json(h.reasons_after)::text AS reasons_after, h.cause, h.actor, h.note, "
@@ -408,4 +406,3 @@ http_accounts_history(struct http_req *r)
 	    4, p);
 	http_submit(r, b, accounts_history_cb);
 }
-

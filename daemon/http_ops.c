@@ -29,8 +29,8 @@ http_ops_readyz(struct http_req *r)
 	bool ok = db_ready(app->db) && service_ready(app);
 
 	http_reply_json(r, ok ? 200 : 503,
-	    json_pack("{s:s, s:i, s:b}", "database", db_ready(app->db) ? "ok" : "down",
-		"schema_version", db_schema_version(app->db), "ready", ok));
+	                json_pack("{s:s, s:i, s:b}", "database", db_ready(app->db) ? "ok" : "down",
+	                          "schema_version", db_schema_version(app->db), "ready", ok));
 }
 
 void
@@ -89,37 +89,28 @@ http_ops_clock_put(struct http_req *r)
 		http_reply_error(r, 409, "conflict", "the clock is already being moved", "now");
 }
 
+static json_t *
+audit_row_json(const PGresult *pg, int row)
+{
+	json_t *o = json_object();
+	json_object_set_new(o, "id", j_int_col(pg, row, col(pg, "id")));
+	json_object_set_new(o, "at", j_ts_col(pg, row, col(pg, "at_us")));
+	json_object_set_new(o, "actor", j_text_col(pg, row, col(pg, "actor")));
+	json_object_set_new(o, "action", j_text_col(pg, row, col(pg, "action")));
+	json_object_set_new(o, "object_type", j_text_col(pg, row, col(pg, "object_type")));
+	json_object_set_new(o, "object_id", j_text_col(pg, row, col(pg, "object_id")));
+	json_object_set_new(o, "before", j_json_col(pg, row, col(pg, "before")));
+	json_object_set_new(o, "after", j_json_col(pg, row, col(pg, "after")));
+	json_object_set_new(o, "request_id", j_text_col(pg, row, col(pg, "request_id")));
+	return o;
+}
+
 static void
 audit_cb(const struct db_result *res, void *arg)
 {
 	struct http_req *r = arg;
-	const PGresult *pg;
-	json_t *items;
-	int n, limit = atoi(http_req_query(r, "limit") ? http_req_query(r, "limit") : "100");
-	int64_t last = 0;
 
-	if (!db_result_ok(res)) {
-		http_reply_db_error(r, res);
-		return;
-	}
-	pg = db_result_get(res, 0);
-	n = PQntuples(pg);
-	items = json_array();
-	for (int i = 0; i < n && i < limit; i++) {
-		json_t *o = json_object();
-		json_object_set_new(o, "id", j_int_col(pg, i, col(pg, "id")));
-		json_object_set_new(o, "at", j_ts_col(pg, i, col(pg, "at_us")));
-		json_object_set_new(o, "actor", j_text_col(pg, i, col(pg, "actor")));
-		json_object_set_new(o, "action", j_text_col(pg, i, col(pg, "action")));
-		json_object_set_new(o, "object_type", j_text_col(pg, i, col(pg, "object_type")));
-		json_object_set_new(o, "object_id", j_text_col(pg, i, col(pg, "object_id")));
-		json_object_set_new(o, "before", j_json_col(pg, i, col(pg, "before")));
-		json_object_set_new(o, "after", j_json_col(pg, i, col(pg, "after")));
-		json_object_set_new(o, "request_id", j_text_col(pg, i, col(pg, "request_id")));
-		json_array_append_new(items, o);
-		last = col_i64(pg, i, col(pg, "id"));
-	}
-	http_reply_json(r, 200, j_page(items, n > limit, last));
+	http_reply_page(r, res, 0, audit_row_json, "id");
 }
 
 void
@@ -135,7 +126,8 @@ http_ops_audit(struct http_req *r)
 	snprintf(cur, sizeof cur, "%" PRId64, after);
 	const char *p[] = {cur, lim};
 	struct db_batch *b = db_batch_new();
-	db_batch_add(b,
+	db_batch_add(
+	    b,
 	    "SELECT id, creditd_us(at) AS at_us, actor, action, object_type, object_id, "
 	    "before::text, after::text, request_id FROM audit_log WHERE id > $1 ORDER BY id "
 	    "LIMIT $2",
@@ -143,33 +135,24 @@ http_ops_audit(struct http_req *r)
 	http_submit(r, b, audit_cb);
 }
 
+static json_t *
+notification_row_json(const PGresult *pg, int row)
+{
+	json_t *o = json_object();
+	json_object_set_new(o, "id", j_text_col(pg, row, col(pg, "id")));
+	json_object_set_new(o, "kind", j_text_col(pg, row, col(pg, "kind")));
+	json_object_set_new(o, "account", j_text_col(pg, row, col(pg, "account_id")));
+	json_object_set_new(o, "created_at", j_ts_col(pg, row, col(pg, "created_us")));
+	json_object_set_new(o, "payload", j_json_col(pg, row, col(pg, "payload")));
+	return o;
+}
+
 static void
 notifications_cb(const struct db_result *res, void *arg)
 {
 	struct http_req *r = arg;
-	const PGresult *pg;
-	json_t *items;
-	int n, limit = atoi(http_req_query(r, "limit") ? http_req_query(r, "limit") : "100");
-	int64_t last = 0;
 
-	if (!db_result_ok(res)) {
-		http_reply_db_error(r, res);
-		return;
-	}
-	pg = db_result_get(res, 0);
-	n = PQntuples(pg);
-	items = json_array();
-	for (int i = 0; i < n && i < limit; i++) {
-		json_t *o = json_object();
-		json_object_set_new(o, "id", j_text_col(pg, i, col(pg, "id")));
-		json_object_set_new(o, "kind", j_text_col(pg, i, col(pg, "kind")));
-		json_object_set_new(o, "account", j_text_col(pg, i, col(pg, "account_id")));
-		json_object_set_new(o, "created_at", j_ts_col(pg, i, col(pg, "created_us")));
-		json_object_set_new(o, "payload", j_json_col(pg, i, col(pg, "payload")));
-		json_array_append_new(items, o);
-		last = col_i64(pg, i, col(pg, "id"));
-	}
-	http_reply_json(r, 200, j_page(items, n > limit, last));
+	http_reply_page(r, res, 0, notification_row_json, "id");
 }
 
 /* GET /v1/notifications?after=<cursor>&account=&kind= (R8.1). */
@@ -185,7 +168,7 @@ http_ops_notifications(struct http_req *r)
 		return;
 	if (account && !account_ref(account, &id, &ext)) {
 		http_reply_error(r, 400, "validation_failed",
-		    "account: must be a UUID or ext:<external_ref>", "account");
+		                 "account: must be a UUID or ext:<external_ref>", "account");
 		return;
 	}
 	snprintf(lim, sizeof lim, "%d", limit + 1);
@@ -193,12 +176,12 @@ http_ops_notifications(struct http_req *r)
 	const char *p[] = {cur, lim, http_req_query(r, "kind"), id, ext};
 	struct db_batch *b = db_batch_new();
 	db_batch_add(b,
-	    "SELECT n.id, n.kind, n.account_id, creditd_us(n.created_at) AS created_us, "
-	    "n.payload::text FROM notifications n "
-	    "WHERE n.id > $1 AND ($3::text IS NULL OR n.kind = $3) "
-	    "AND ($4::uuid IS NULL AND $5::text IS NULL OR n.account_id IN "
-	    "(SELECT a.id FROM accounts a WHERE a.id = $4::uuid OR a.external_ref = $5)) "
-	    "ORDER BY n.id LIMIT $2",
-	    5, p);
+	             "SELECT n.id, n.kind, n.account_id, creditd_us(n.created_at) AS created_us, "
+	             "n.payload::text FROM notifications n "
+	             "WHERE n.id > $1 AND ($3::text IS NULL OR n.kind = $3) "
+	             "AND ($4::uuid IS NULL AND $5::text IS NULL OR n.account_id IN "
+	             "(SELECT a.id FROM accounts a WHERE a.id = $4::uuid OR a.external_ref = $5)) "
+	             "ORDER BY n.id LIMIT $2",
+	             5, p);
 	http_submit(r, b, notifications_cb);
 }

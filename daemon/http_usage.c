@@ -25,7 +25,7 @@ http_usage_is_ndjson(struct http_req *r)
 	const char *ct = http_req_header(r, "Content-Type");
 
 	return ct && (strncasecmp(ct, "application/x-ndjson", 20) == 0 ||
-			 strncasecmp(ct, "application/jsonl", 17) == 0);
+	              strncasecmp(ct, "application/jsonl", 17) == 0);
 }
 
 void
@@ -50,7 +50,7 @@ http_usage_events(struct http_req *r)
 	job = xcalloc(1, sizeof *job);
 	job->req = r;
 	rc = events_parse(body, len, http_usage_is_ndjson(r), (size_t)cfg->max_batch_events, &w,
-	    &job->evs, err, sizeof err);
+	                  &job->evs, err, sizeof err);
 	if (rc != EVENTS_PARSE_OK) {
 		free(job);
 		if (rc == EVENTS_PARSE_TOO_MANY)
@@ -123,7 +123,7 @@ http_usage_authorize(struct http_req *r)
 	}
 	if (amount <= 0) {
 		http_reply_error(r, 400, "validation_failed", "amount: must be greater than 0",
-		    "amount");
+		                 "amount");
 		return;
 	}
 	if (!acache_loaded(app->acache)) {
@@ -133,13 +133,14 @@ http_usage_authorize(struct http_req *r)
 	a = acache_find(app->acache, ref);
 	if (a == NULL) {
 		http_reply_json(r, 200,
-		    json_pack("{s:b, s:s, s:n, s:n, s:n}", "allowed", 0, "reason", "unknown_account",
-			"status", "monthly_remaining", "total_remaining"));
+		                json_pack("{s:b, s:s, s:n, s:n, s:n}", "allowed", 0, "reason",
+		                          "unknown_account", "status", "monthly_remaining",
+		                          "total_remaining"));
 		return;
 	}
-	s.status = a->status == ACACHE_ACTIVE	   ? LIMITS_ACTIVE
-		   : a->status == ACACHE_SUSPENDED ? LIMITS_SUSPENDED
-						   : LIMITS_TERMINATED;
+	s.status = a->status == ACACHE_ACTIVE      ? LIMITS_ACTIVE
+	           : a->status == ACACHE_SUSPENDED ? LIMITS_SUSPENDED
+	                                           : LIMITS_TERMINATED;
 	s.has_monthly = a->has_monthly;
 	s.monthly_limit = a->monthly_limit;
 	s.monthly_usage = a->usage_month == tz_month_of(clock_now()) ? a->monthly_usage : 0;
@@ -148,14 +149,14 @@ http_usage_authorize(struct http_req *r)
 	s.exposure = a->exposure;
 	limits_authorize(&s, amount, &ans);
 	out = json_pack("{s:b, s:s}", "allowed", ans.allowed, "status",
-	    s.status == LIMITS_ACTIVE ? "active"
-	    : s.status == LIMITS_SUSPENDED ? "suspended"
-					   : "terminated");
+	                s.status == LIMITS_ACTIVE      ? "active"
+	                : s.status == LIMITS_SUSPENDED ? "suspended"
+	                                               : "terminated");
 	if (ans.reason)
 		json_object_set_new(out, "reason", json_string(ans.reason));
 	json_object_set_new(out, "monthly_remaining",
-	    ans.has_monthly ? j_money(ans.monthly_remaining) : json_null());
+	                    ans.has_monthly ? j_money(ans.monthly_remaining) : json_null());
 	json_object_set_new(out, "total_remaining",
-	    ans.has_total ? j_money(ans.total_remaining) : json_null());
+	                    ans.has_total ? j_money(ans.total_remaining) : json_null());
 	http_reply_json(r, 200, out);
 }

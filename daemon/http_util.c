@@ -41,13 +41,13 @@ http_reply_db_error(struct http_req *r, const struct db_result *res)
 		char m[160];
 		snprintf(m, sizeof m, "already exists (%s)", c);
 		http_reply_error(r, 409, "conflict", m,
-		    strstr(c, "external_ref") ? "external_ref" : NULL);
+		                 strstr(c, "external_ref") ? "external_ref" : NULL);
 	} else if (strcmp(st, "40001") == 0 || strcmp(st, "40P01") == 0) {
 		http_reply_add_header(r, "Retry-After", "1");
 		http_reply_error(r, 503, "unavailable", "concurrent update; retry", NULL);
 	} else {
-		log_req(LOG_LEVEL_ERROR, http_req_id(r), "database error %s: %s in: %.300s", st, msg,
-		    db_result_failed_sql(res));
+		log_req(LOG_LEVEL_ERROR, http_req_id(r), "database error %s: %s in: %.300s", st,
+		        msg, db_result_failed_sql(res));
 		http_reply_error(r, 500, "internal", "internal error", NULL);
 	}
 }
@@ -194,7 +194,7 @@ http_paging(struct http_req *r, const char *cursor_key, int *limit, int64_t *cur
 		long v = strtol(l, &end, 10);
 		if (*l == '\0' || *end != '\0' || v < 1 || v > 1000) {
 			http_reply_error(r, 400, "validation_failed",
-			    "limit: must be an integer between 1 and 1000", "limit");
+			                 "limit: must be an integer between 1 and 1000", "limit");
 			return false;
 		}
 		*limit = (int)v;
@@ -202,7 +202,8 @@ http_paging(struct http_req *r, const char *cursor_key, int *limit, int64_t *cur
 	if (c && *c) {
 		long long v = strtoll(c, &end, 10);
 		if (*end != '\0' || v < 0) {
-			http_reply_error(r, 400, "validation_failed", "cursor: malformed", cursor_key);
+			http_reply_error(r, 400, "validation_failed", "cursor: malformed",
+			                 cursor_key);
 			return false;
 		}
 		*cursor = v;
@@ -219,6 +220,32 @@ j_page(json_t *items, bool more, int64_t next)
 		return json_pack("{s:o, s:n}", "items", items, "next_cursor");
 	snprintf(buf, sizeof buf, "%" PRId64, next);
 	return json_pack("{s:o, s:s}", "items", items, "next_cursor", buf);
+}
+
+void
+http_reply_page(struct http_req *r, const struct db_result *res, int idx, row_json_fn fn,
+                const char *cursor_col)
+{
+	const char *l = http_req_query(r, "limit");
+	int limit = l ? atoi(l) : 100;
+	const PGresult *pg;
+	json_t *items;
+	int n, c;
+	int64_t last = 0;
+
+	if (!db_result_ok(res)) {
+		http_reply_db_error(r, res);
+		return;
+	}
+	pg = db_result_get(res, idx);
+	n = PQntuples(pg);
+	c = col(pg, cursor_col);
+	items = json_array();
+	for (int i = 0; i < n && i < limit; i++) {
+		json_array_append_new(items, fn(pg, i));
+		last = col_i64(pg, i, c);
+	}
+	http_reply_json(r, 200, j_page(items, n > limit, last));
 }
 
 void

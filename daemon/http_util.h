@@ -27,14 +27,15 @@ struct jf_err;
 void http_reply_db_error(struct http_req *r, const struct db_result *res);
 void http_reply_validation(struct http_req *r, const struct jf_err *e);
 /* Submit a batch; answers 503 itself and returns false when unavailable. */
-bool http_submit(struct http_req *r, struct db_batch *b, void (*cb)(const struct db_result *, void *));
+bool http_submit(struct http_req *r, struct db_batch *b,
+                 void (*cb)(const struct db_result *, void *));
 
 /* Column helpers (NULL column -> JSON null). */
 json_t *j_money(int64_t v);
 json_t *j_money_col(const PGresult *res, int row, int col);
 json_t *j_rate_col(const PGresult *res, int row, int col);
-json_t *j_ts_col(const PGresult *res, int row, int col);	  /* bigint usec column */
-json_t *j_date_col(const PGresult *res, int row, int col);  /* integer day column */
+json_t *j_ts_col(const PGresult *res, int row, int col);   /* bigint usec column */
+json_t *j_date_col(const PGresult *res, int row, int col); /* integer day column */
 json_t *j_text_col(const PGresult *res, int row, int col);
 json_t *j_int_col(const PGresult *res, int row, int col);
 json_t *j_json_col(const PGresult *res, int row, int col); /* json text column */
@@ -51,6 +52,12 @@ bool account_ref(const char *s, const char **id_param, const char **ext_param);
 bool http_paging(struct http_req *r, const char *cursor_key, int *limit, int64_t *cursor);
 /* {"items": items, "next_cursor": ...} */
 json_t *j_page(json_t *items, bool more, int64_t next);
+/* Answer a list: result `idx` was fetched with LIMIT limit+1 (see
+ * http_paging); each row becomes fn(res, row); the cursor is column
+ * `cursor_col` of the last row shown. Database errors are answered too. */
+typedef json_t *(*row_json_fn)(const PGresult *res, int row);
+void http_reply_page(struct http_req *r, const struct db_result *res, int idx, row_json_fn fn,
+                     const char *cursor_col);
 
 /* Business time as a query parameter string (usec since epoch). */
 void usec_param(int64_t usec, char buf[24]);

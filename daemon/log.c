@@ -37,10 +37,10 @@ log_vwrite(enum log_level level, const char *rid, const char *suffix, const char
 	vsnprintf(msg, sizeof msg, fmt, ap);
 	if (rid != NULL)
 		fprintf(stderr, "<%d>[req %s] %s%s%s\n", log_prio[level], rid, msg,
-		    suffix ? ": " : "", suffix ? suffix : "");
+		        suffix ? ": " : "", suffix ? suffix : "");
 	else
 		fprintf(stderr, "<%d>%s%s%s\n", log_prio[level], msg, suffix ? ": " : "",
-		    suffix ? suffix : "");
+		        suffix ? suffix : "");
 }
 
 #define LOG_BODY(level, suffix)                                                                    \

@@ -13,7 +13,8 @@ int log_level_from_name(const char *name); /* -1 when unknown */
 void log_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_warnx(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-void log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2))); /* adds strerror(errno) */
+void log_warn(const char *fmt, ...)
+    __attribute__((format(printf, 1, 2))); /* adds strerror(errno) */
 void log_errorx(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 _Noreturn void fatalx(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 _Noreturn void fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

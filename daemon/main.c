@@ -40,7 +40,7 @@ static void
 usage(void)
 {
 	fprintf(stderr, "usage: creditd --config FILE [--test-clock[=TIME]] [migrate]\n"
-			"       creditd --version | --describe-config\n");
+	                "       creditd --version | --describe-config\n");
 	exit(2);
 }
 
@@ -61,7 +61,7 @@ main_load_config(const char *path, char *err, size_t errlen)
 	n = fread(buf, 1, MAX_CONFIG_BYTES + 1, f);
 	if (ferror(f) || n > MAX_CONFIG_BYTES) {
 		snprintf(err, errlen, "%s: %s", path,
-		    ferror(f) ? "read error" : "file larger than 1 MiB");
+		         ferror(f) ? "read error" : "file larger than 1 MiB");
 		fclose(f);
 		free(buf);
 		return NULL;
@@ -99,7 +99,7 @@ main_reload(struct main_state *st)
 		http_server_apply_config(st->app.http);
 		service_config_changed(&st->app);
 		log_info("reload: configuration %s reloaded (%zu tokens)", st->app.config_path,
-		    neu->ntokens);
+		         neu->ntokens);
 	}
 	sd_notify(0, "READY=1");
 }
@@ -196,12 +196,9 @@ int
 main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-	    {"config", required_argument, NULL, 'c'},
-	    {"test-clock", optional_argument, NULL, 't'},
-	    {"version", no_argument, NULL, 'V'},
-	    {"describe-config", no_argument, NULL, 'D'},
-	    {"help", no_argument, NULL, 'h'},
-	    {NULL, 0, NULL, 0},
+	    {"config", required_argument, NULL, 'c'}, {"test-clock", optional_argument, NULL, 't'},
+	    {"version", no_argument, NULL, 'V'},      {"describe-config", no_argument, NULL, 'D'},
+	    {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
 	};
 	struct main_state st;
 	const char *config_path = NULL;
@@ -249,9 +246,10 @@ main(int argc, char **argv)
 	}
 	main_apply_log_level(st.app.cfg);
 	if (tz_init(st.app.cfg->billing_timezone) != 0) {
-		fprintf(stderr, "<3>creditd: configuration error: %s: billing.timezone: unknown time "
-				"zone \"%s\"\n",
-		    config_path, st.app.cfg->billing_timezone);
+		fprintf(stderr,
+		        "<3>creditd: configuration error: %s: billing.timezone: unknown time "
+		        "zone \"%s\"\n",
+		        config_path, st.app.cfg->billing_timezone);
 		config_free(st.app.cfg);
 		return 1;
 	}
@@ -260,7 +258,7 @@ main(int argc, char **argv)
 		if (test_clock_at != NULL &&
 		    civil_parse_rfc3339(test_clock_at, strlen(test_clock_at), &start) != 0) {
 			fprintf(stderr, "<3>creditd: --test-clock: not an RFC 3339 time: %s\n",
-			    test_clock_at);
+			        test_clock_at);
 			config_free(st.app.cfg);
 			return 1;
 		}
@@ -274,7 +272,7 @@ main(int argc, char **argv)
 	if (st.app.base == NULL)
 		fatalx("cannot create the event loop");
 	st.app.db = db_new(st.app.base, st.app.cfg->database_conninfo,
-	    st.migrate_only ? 1 : st.app.cfg->pool_size);
+	                   st.migrate_only ? 1 : st.app.cfg->pool_size);
 	db_set_conn_setup(st.app.db, migrate_conn_setup, NULL);
 	db_set_setup_cb(st.app.db, main_db_setup, &st);
 
@@ -292,7 +290,8 @@ main(int argc, char **argv)
 	st.app.sched = sched_new(st.app.base);
 	st.app.http = http_server_new(&st.app, routes_table, routes_count);
 	service_init(&st.app);
-	if (http_server_listen(st.app.http, st.app.cfg->listen_host, st.app.cfg->listen_port) != 0) {
+	if (http_server_listen(st.app.http, st.app.cfg->listen_host, st.app.cfg->listen_port) !=
+	    0) {
 		st.exit_code = 1;
 		goto out;
 	}
@@ -306,7 +305,7 @@ main(int argc, char **argv)
 		uint64_t wd_usec;
 		if (sd_watchdog_enabled(0, &wd_usec) > 0) {
 			struct timeval tv = {(time_t)(wd_usec / 2000000),
-			    (suseconds_t)((wd_usec / 2) % 1000000)};
+			                     (suseconds_t)((wd_usec / 2) % 1000000)};
 			st.ev_watchdog = event_new(st.app.base, -1, EV_PERSIST, main_watchdog, &st);
 			event_add(st.ev_watchdog, &tv);
 		}

@@ -10,8 +10,8 @@
 #include "xmalloc.h"
 
 /* Latency buckets in microseconds (le = seconds in the output). */
-static const int64_t metrics_buckets[] = {100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000,
-    100000, 250000, 500000, 1000000, 2500000};
+static const int64_t metrics_buckets[] = {100,   250,   500,    1000,   2500,   5000,    10000,
+                                          25000, 50000, 100000, 250000, 500000, 1000000, 2500000};
 #define METRICS_NBUCKETS (sizeof(metrics_buckets) / sizeof(metrics_buckets[0]))
 
 struct metrics_status {
@@ -128,34 +128,37 @@ metrics_add_writer(struct metrics *m, metrics_writer_fn fn, void *arg)
 void
 metrics_render(struct metrics *m, struct evbuffer *out)
 {
-	evbuffer_add_printf(out, "# HELP creditd_build_info Build information.\n"
-				 "# TYPE creditd_build_info gauge\n"
-				 "creditd_build_info{version=\"%s\"} 1\n",
-	    CREDITD_VERSION);
+	evbuffer_add_printf(out,
+	                    "# HELP creditd_build_info Build information.\n"
+	                    "# TYPE creditd_build_info gauge\n"
+	                    "creditd_build_info{version=\"%s\"} 1\n",
+	                    CREDITD_VERSION);
 	evbuffer_add_printf(out, "# HELP creditd_http_requests_total HTTP requests by route and "
-				 "status.\n# TYPE creditd_http_requests_total counter\n");
+	                         "status.\n# TYPE creditd_http_requests_total counter\n");
 	for (int i = 0; i <= m->nroutes; i++) {
 		const struct metrics_route *r = &m->routes[i];
 		for (int s = 0; s < r->nstatuses; s++)
-			evbuffer_add_printf(out,
+			evbuffer_add_printf(
+			    out,
 			    "creditd_http_requests_total{route=\"%s\",status=\"%d\"} %" PRIu64 "\n",
 			    r->name, r->statuses[s].status, r->statuses[s].count);
 	}
 	evbuffer_add_printf(out, "# HELP creditd_http_request_duration_seconds Request latency.\n"
-				 "# TYPE creditd_http_request_duration_seconds histogram\n");
+	                         "# TYPE creditd_http_request_duration_seconds histogram\n");
 	for (int i = 0; i <= m->nroutes; i++) {
 		const struct metrics_route *r = &m->routes[i];
 		if (r->count == 0)
 			continue;
 		for (size_t b = 0; b < METRICS_NBUCKETS; b++)
 			evbuffer_add_printf(out,
-			    "creditd_http_request_duration_seconds_bucket{route=\"%s\",le=\"%" PRId64
-			    ".%06" PRId64 "\"} %" PRIu64 "\n",
-			    r->name, metrics_buckets[b] / 1000000, metrics_buckets[b] % 1000000,
-			    r->buckets[b]);
-		evbuffer_add_printf(out,
-		    "creditd_http_request_duration_seconds_bucket{route=\"%s\",le=\"+Inf\"} %" PRIu64
-		    "\n"
+			                    "creditd_http_request_duration_seconds_bucket{route=\"%"
+			                    "s\",le=\"%" PRId64 ".%06" PRId64 "\"} %" PRIu64 "\n",
+			                    r->name, metrics_buckets[b] / 1000000,
+			                    metrics_buckets[b] % 1000000, r->buckets[b]);
+		evbuffer_add_printf(
+		    out,
+		    "creditd_http_request_duration_seconds_bucket{route=\"%s\",le=\"+Inf\"} "
+		    "%" PRIu64 "\n"
 		    "creditd_http_request_duration_seconds_sum{route=\"%s\"} %" PRId64 ".%06" PRId64
 		    "\n"
 		    "creditd_http_request_duration_seconds_count{route=\"%s\"} %" PRIu64 "\n",
@@ -164,7 +167,7 @@ metrics_render(struct metrics *m, struct evbuffer *out)
 	}
 	for (size_t i = 0; i < m->ncounters; i++)
 		evbuffer_add_printf(out, "%s %" PRIu64 "\n", m->counters[i].series,
-		    m->counters[i].value);
+		                    m->counters[i].value);
 	for (size_t i = 0; i < m->nwriters; i++)
 		m->writers[i].fn(out, m->writers[i].arg);
 }

@@ -51,7 +51,7 @@ migrate_apply_next(struct migrate_run *m)
 
 	if (m->current >= known) {
 		db_conn_simple(m->conn, "SELECT pg_advisory_unlock(" MIGRATE_LOCK_KEY ")",
-		    migrate_unlocked, m);
+		               migrate_unlocked, m);
 		return;
 	}
 	const struct migration *mig = &migrations[m->current]; /* version current+1 */
@@ -60,9 +60,9 @@ migrate_apply_next(struct migrate_run *m)
 
 	snprintf(ver, sizeof ver, "%d", mig->version);
 	xasprintf(&sql,
-	    "BEGIN;\n%s\n;INSERT INTO schema_migrations (version, name) VALUES (%s, '%s');\n"
-	    "COMMIT;",
-	    mig->sql, ver, mig->name);
+	          "BEGIN;\n%s\n;INSERT INTO schema_migrations (version, name) VALUES (%s, '%s');\n"
+	          "COMMIT;",
+	          mig->sql, ver, mig->name);
 	log_info("migrate: applying %s", mig->name);
 	db_conn_simple(m->conn, sql, migrate_step, m);
 	free(sql);
@@ -79,8 +79,8 @@ migrate_step(const struct db_result *r, void *arg)
 	}
 	if (!db_result_ok(r)) {
 		char why[512];
-		snprintf(why, sizeof why, "migration %s failed: %s",
-		    migrations[m->current].name, db_result_error(r));
+		snprintf(why, sizeof why, "migration %s failed: %s", migrations[m->current].name,
+		         db_result_error(r));
 		migrate_fail(m, why);
 		return;
 	}
@@ -113,7 +113,8 @@ migrate_checked(const struct db_result *r, void *arg)
 	version = atoi(PQgetvalue(res, 0, 0));
 	if (version > migrations_count) {
 		char why[256];
-		snprintf(why, sizeof why,
+		snprintf(
+		    why, sizeof why,
 		    "database schema version %d is newer than this creditd knows (%d); refusing "
 		    "to run",
 		    version, migrations_count);
@@ -133,10 +134,10 @@ migrate_conn_setup(struct db_conn *conn, void *arg)
 	(void)arg;
 	m->conn = conn;
 	db_conn_simple(conn,
-	    "SET client_min_messages = warning;"
-	    "SELECT pg_advisory_lock(" MIGRATE_LOCK_KEY ");"
-	    "CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, "
-	    "name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now());"
-	    "SELECT coalesce(max(version), 0) FROM schema_migrations;",
-	    migrate_checked, m);
+	               "SET client_min_messages = warning;"
+	               "SELECT pg_advisory_lock(" MIGRATE_LOCK_KEY ");"
+	               "CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, "
+	               "name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now());"
+	               "SELECT coalesce(max(version), 0) FROM schema_migrations;",
+	               migrate_checked, m);
 }

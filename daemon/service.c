@@ -33,25 +33,25 @@ service_metrics(struct evbuffer *out, void *arg)
 
 	db_pool_stats(app->db, &connected, &connecting, &backoff, &inflight);
 	evbuffer_add_printf(out,
-	    "# HELP creditd_db_connections Database pool connections by state.\n"
-	    "# TYPE creditd_db_connections gauge\n"
-	    "creditd_db_connections{state=\"ready\"} %d\n"
-	    "creditd_db_connections{state=\"connecting\"} %d\n"
-	    "creditd_db_connections{state=\"backoff\"} %d\n"
-	    "# HELP creditd_db_inflight_batches Transactions in flight.\n"
-	    "# TYPE creditd_db_inflight_batches gauge\n"
-	    "creditd_db_inflight_batches %zu\n"
-	    "# HELP creditd_db_up Whether the database is usable.\n"
-	    "# TYPE creditd_db_up gauge\n"
-	    "creditd_db_up %d\n"
-	    "# HELP creditd_schema_version Applied schema version.\n"
-	    "# TYPE creditd_schema_version gauge\n"
-	    "creditd_schema_version %d\n"
-	    "# HELP creditd_accounts_cached Accounts in the authorization cache.\n"
-	    "# TYPE creditd_accounts_cached gauge\n"
-	    "creditd_accounts_cached %zu\n",
-	    connected, connecting, backoff, inflight, db_ready(app->db) ? 1 : 0,
-	    db_schema_version(app->db), acache_count(app->acache));
+	                    "# HELP creditd_db_connections Database pool connections by state.\n"
+	                    "# TYPE creditd_db_connections gauge\n"
+	                    "creditd_db_connections{state=\"ready\"} %d\n"
+	                    "creditd_db_connections{state=\"connecting\"} %d\n"
+	                    "creditd_db_connections{state=\"backoff\"} %d\n"
+	                    "# HELP creditd_db_inflight_batches Transactions in flight.\n"
+	                    "# TYPE creditd_db_inflight_batches gauge\n"
+	                    "creditd_db_inflight_batches %zu\n"
+	                    "# HELP creditd_db_up Whether the database is usable.\n"
+	                    "# TYPE creditd_db_up gauge\n"
+	                    "creditd_db_up %d\n"
+	                    "# HELP creditd_schema_version Applied schema version.\n"
+	                    "# TYPE creditd_schema_version gauge\n"
+	                    "creditd_schema_version %d\n"
+	                    "# HELP creditd_accounts_cached Accounts in the authorization cache.\n"
+	                    "# TYPE creditd_accounts_cached gauge\n"
+	                    "creditd_accounts_cached %zu\n",
+	                    connected, connecting, backoff, inflight, db_ready(app->db) ? 1 : 0,
+	                    db_schema_version(app->db), acache_count(app->acache));
 	batcher_metrics(app->batcher, out);
 }
 
@@ -74,7 +74,7 @@ service_rollover_done(const struct db_result *res, void *arg)
 	if (!db_result_ok(res)) {
 		log_warnx("month rollover failed: %s; retrying in 10 s", db_result_error(res));
 		sched_add(app->sched, clock_now() + INT64_C(10000000), ROLLOVER_KEY,
-		    service_rollover_task, app);
+		          service_rollover_task, app);
 	} else {
 		const PGresult *pg = db_result_get(res, 0);
 		const PGresult *acc = db_result_get(res, 1);
@@ -103,18 +103,20 @@ service_rollover_task(struct sched *s, int64_t due, void *arg)
 	off += (size_t)snprintf(thr, sizeof thr, "{");
 	for (size_t k = 0; k < cfg->alert_thresholds.n && off < sizeof thr - 16; k++)
 		off += (size_t)snprintf(thr + off, sizeof thr - off, "%s%d", k ? "," : "",
-		    cfg->alert_thresholds.v[k]);
+		                        cfg->alert_thresholds.v[k]);
 	snprintf(thr + off, sizeof thr - off, "}");
 	const char *p[] = {month, thr, at};
 	struct db_batch *b = db_batch_new();
 	db_batch_add(b, "SELECT creditd_month_rollover($1::date, $2::int[], creditd_ts($3))", 3, p);
-	db_batch_add(b, "SELECT * FROM account_view WHERE usage_month_day = $1::date - date '1970-01-01'", 1, p);
+	db_batch_add(
+	    b, "SELECT * FROM account_view WHERE usage_month_day = $1::date - date '1970-01-01'", 1,
+	    p);
 	if (db_submit(app->db, b, service_rollover_done, run) != 0) {
 		free(run);
 		/* retry soon; the task stays idempotent */
 		sched_task_done(s);
 		sched_add(app->sched, clock_now() + INT64_C(5000000), ROLLOVER_KEY,
-		    service_rollover_task, app);
+		          service_rollover_task, app);
 	}
 }
 
@@ -141,7 +143,7 @@ service_db_ready(struct app *app)
 	acache_reload(app->acache, app);
 	/* catch up a rollover missed while down: due now if any counter is old */
 	sched_add(app->sched, tz_day_start(tz_month_of(clock_now())), ROLLOVER_KEY,
-	    service_rollover_task, app);
+	          service_rollover_task, app);
 }
 
 void

@@ -10,12 +10,11 @@
 #include "events.h"
 
 #define NOW INT64_C(1768471200000000) /* 2026-01-15T10:00:00Z */
-static const struct events_window W = {NOW, INT64_C(300) * 1000000,
-    INT64_C(35) * 86400 * 1000000};
+static const struct events_window W = {NOW, INT64_C(300) * 1000000, INT64_C(35) * 86400 * 1000000};
 
 #define ID1 "11111111-1111-4111-8111-111111111111"
 #define OK_EVENT(id, amount)                                                                       \
-	"{\"id\":\"" id "\",\"account\":\"ext:C-1\",\"amount\":" amount                           \
+	"{\"id\":\"" id "\",\"account\":\"ext:C-1\",\"amount\":" amount                            \
 	",\"occurred_at\":\"2026-01-15T09:00:00Z\",\"service\":\"sms\"}"
 
 static struct event_batch
@@ -53,13 +52,13 @@ test_shapes(void **state)
 	assert_int_equal(b.ev[2].verdict, EVENT_OK);
 	events_free(&b);
 	assert_int_equal(events_parse("{", 1, false, 10, &W, &b, err, sizeof err),
-	    EVENTS_PARSE_BAD_JSON);
+	                 EVENTS_PARSE_BAD_JSON);
 	assert_int_equal(events_parse("{\"x\":[]}", 8, false, 10, &W, &b, err, sizeof err),
-	    EVENTS_PARSE_BAD_JSON);
+	                 EVENTS_PARSE_BAD_JSON);
 	assert_int_equal(events_parse("[]", 2, false, 10, &W, &b, err, sizeof err),
-	    EVENTS_PARSE_EMPTY);
+	                 EVENTS_PARSE_EMPTY);
 	assert_int_equal(events_parse("[1,2,3]", 7, false, 2, &W, &b, err, sizeof err),
-	    EVENTS_PARSE_TOO_MANY);
+	                 EVENTS_PARSE_TOO_MANY);
 }
 
 static void
@@ -80,8 +79,8 @@ static void
 test_bad_events(void **state)
 {
 	(void)state;
-	expect_verdict(OK_EVENT(ID1, "0.5"), EVENT_INVALID_AMOUNT);	      /* JSON number */
-	expect_verdict(OK_EVENT(ID1, "1"), EVENT_INVALID_AMOUNT);	      /* JSON integer */
+	expect_verdict(OK_EVENT(ID1, "0.5"), EVENT_INVALID_AMOUNT);           /* JSON number */
+	expect_verdict(OK_EVENT(ID1, "1"), EVENT_INVALID_AMOUNT);             /* JSON integer */
 	expect_verdict(OK_EVENT(ID1, "\"0.0000001\""), EVENT_INVALID_AMOUNT); /* 7 decimals */
 	expect_verdict(OK_EVENT(ID1, "\"1e3\""), EVENT_INVALID_AMOUNT);
 	expect_verdict(OK_EVENT(ID1, "\"0\""), EVENT_INVALID_AMOUNT);
@@ -89,26 +88,27 @@ test_bad_events(void **state)
 	expect_verdict(OK_EVENT(ID1, "\"9223372036854.775808\""), EVENT_INVALID_AMOUNT);
 	expect_verdict(OK_EVENT("not-a-uuid", "\"1\""), EVENT_INVALID_FIELD);
 	expect_verdict("{\"id\":\"" ID1 "\",\"account\":\"ext:C-1\",\"amount\":\"1\","
-		       "\"occurred_at\":\"2026-01-15 09:00\",\"service\":\"sms\"}",
-	    EVENT_INVALID_TIME);
+	               "\"occurred_at\":\"2026-01-15 09:00\",\"service\":\"sms\"}",
+	               EVENT_INVALID_TIME);
 	/* 5 minutes of skew allowed, not more */
 	expect_verdict("{\"id\":\"" ID1 "\",\"account\":\"ext:C-1\",\"amount\":\"1\","
-		       "\"occurred_at\":\"2026-01-15T10:05:00Z\",\"service\":\"sms\"}",
-	    EVENT_OK);
+	               "\"occurred_at\":\"2026-01-15T10:05:00Z\",\"service\":\"sms\"}",
+	               EVENT_OK);
 	expect_verdict("{\"id\":\"" ID1 "\",\"account\":\"ext:C-1\",\"amount\":\"1\","
-		       "\"occurred_at\":\"2026-01-15T10:05:01Z\",\"service\":\"sms\"}",
-	    EVENT_INVALID_TIME);
+	               "\"occurred_at\":\"2026-01-15T10:05:01Z\",\"service\":\"sms\"}",
+	               EVENT_INVALID_TIME);
 	expect_verdict("{\"id\":\"" ID1 "\",\"account\":\"ext:C-1\",\"amount\":\"1\","
-		       "\"occurred_at\":\"2025-12-10T09:59:59Z\",\"service\":\"sms\"}",
-	    EVENT_INVALID_TIME);
+	               "\"occurred_at\":\"2025-12-10T09:59:59Z\",\"service\":\"sms\"}",
+	               EVENT_INVALID_TIME);
 	expect_verdict("{\"id\":\"" ID1 "\",\"account\":\"ext:C-1\",\"amount\":\"1\","
-		       "\"occurred_at\":\"2026-01-15T09:00:00Z\"}",
-	    EVENT_INVALID_FIELD);
+	               "\"occurred_at\":\"2026-01-15T09:00:00Z\"}",
+	               EVENT_INVALID_FIELD);
 	expect_verdict("{\"id\":\"" ID1 "\",\"account\":\"ext:C-1\",\"amount\":\"1\","
-		       "\"occurred_at\":\"2026-01-15T09:00:00Z\",\"service\":\"sms\",\"x\":1}",
-	    EVENT_INVALID_FIELD);
-	expect_verdict("{\"id\":\"" ID1 "\",\"account\":\"ext:C-1\",\"amount\":\"1\","
-		       "\"occurred_at\":\"2026-01-15T09:00:00Z\",\"service\":\"sms\",\"quantity\":0}",
+	               "\"occurred_at\":\"2026-01-15T09:00:00Z\",\"service\":\"sms\",\"x\":1}",
+	               EVENT_INVALID_FIELD);
+	expect_verdict(
+	    "{\"id\":\"" ID1 "\",\"account\":\"ext:C-1\",\"amount\":\"1\","
+	    "\"occurred_at\":\"2026-01-15T09:00:00Z\",\"service\":\"sms\",\"quantity\":0}",
 	    EVENT_INVALID_FIELD);
 	expect_verdict("42", EVENT_INVALID_FIELD);
 }

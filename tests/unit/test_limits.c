@@ -8,12 +8,13 @@
 
 #include "limit_rules.h"
 
-#define EUR(x) ((int64_t)(x) * 1000000)
+#define EUR(x) ((int64_t)(x)*1000000)
 
 static void
 test_active_within_both(void **state)
 {
-	struct limits_state s = {LIMITS_ACTIVE, true, EUR(1000), EUR(400), true, EUR(5000), EUR(4500)};
+	struct limits_state s = {LIMITS_ACTIVE, true,      EUR(1000), EUR(400),
+	                         true,          EUR(5000), EUR(4500)};
 	struct limits_answer a;
 
 	(void)state;
