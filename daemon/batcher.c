@@ -15,6 +15,7 @@
 #include "config.h"
 #include "db.h"
 #include "http.h"
+#include "http_util.h"
 #include "log.h"
 #include "metrics.h"
 #include "money.h"
@@ -348,11 +349,8 @@ batcher_flush_now(struct batcher *b)
 	{
 		int lens[11];
 		char *p[11];
-		struct evbuffer *thr = evbuffer_new();
-		const struct config *cfg = b->app->cfg;
-		evbuffer_add(thr, "{", 1);
-		for (size_t k = 0; k < cfg->alert_thresholds.n; k++)
-			evbuffer_add_printf(thr, "%s%d", k ? "," : "", cfg->alert_thresholds.v[k]);
+		char thr[THRESHOLDS_PARAM_LEN];
+		thresholds_param(b->app->cfg, thr);
 		p[0] = arr_close(ids, &lens[0]);
 		p[1] = arr_close(accs, &lens[1]);
 		p[2] = arr_close(amts, &lens[2]);
@@ -365,7 +363,8 @@ batcher_flush_now(struct batcher *b)
 		lens[8] = (int)strlen(now);
 		p[9] = month;
 		lens[9] = (int)strlen(month);
-		p[10] = arr_close(thr, &lens[10]);
+		p[10] = thr;
+		lens[10] = (int)strlen(thr);
 		struct db_batch *batch = db_batch_new();
 		db_batch_add_len(
 		    batch,
@@ -377,7 +376,6 @@ batcher_flush_now(struct batcher *b)
 		                 (const char *const *)p + 1, lens + 1);
 		for (int k = 0; k < 8; k++)
 			free(p[k]);
-		free(p[10]);
 		b->inflight = bt;
 		b->state = BATCHER_FLUSHING;
 		if (db_submit(b->app->db, batch, batcher_flushed, b) != 0) {

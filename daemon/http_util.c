@@ -9,6 +9,7 @@
 
 #include "app.h"
 #include "civil.h"
+#include "config.h"
 #include "db.h"
 #include "http.h"
 #include "jsonfield.h"
@@ -246,6 +247,18 @@ http_reply_page(struct http_req *r, const struct db_result *res, int idx, row_js
 		last = col_i64(pg, i, c);
 	}
 	http_reply_json(r, 200, j_page(items, n > limit, last));
+}
+
+void
+thresholds_param(const struct config *cfg, char buf[THRESHOLDS_PARAM_LEN])
+{
+	size_t off = 1;
+
+	buf[0] = '{';
+	for (size_t k = 0; k < cfg->alert_thresholds.n && off < THRESHOLDS_PARAM_LEN - 16; k++)
+		off += (size_t)snprintf(buf + off, THRESHOLDS_PARAM_LEN - off, "%s%d", k ? "," : "",
+		                        cfg->alert_thresholds.v[k]);
+	snprintf(buf + off, THRESHOLDS_PARAM_LEN - off, "}");
 }
 
 void

@@ -59,6 +59,11 @@ typedef json_t *(*row_json_fn)(const PGresult *res, int row);
 void http_reply_page(struct http_req *r, const struct db_result *res, int idx, row_json_fn fn,
                      const char *cursor_col);
 
+/* [limits] alert_thresholds as an int[] literal, e.g. "{80,90}". */
+struct config;
+#define THRESHOLDS_PARAM_LEN 256
+void thresholds_param(const struct config *cfg, char buf[THRESHOLDS_PARAM_LEN]);
+
 /* Business time as a query parameter string (usec since epoch). */
 void usec_param(int64_t usec, char buf[24]);
 

@@ -3,7 +3,10 @@
 
 #include "config.h"
 #include "http_accounts.h"
+#include "http_limits.h"
 #include "http_ops.h"
+#include "http_payments.h"
+#include "http_reports.h"
 #include "http_usage.h"
 
 #define R_GET HTTP_GET
@@ -27,9 +30,27 @@ const struct route routes_table[] = {
      "accounts_unsuspend", false},
     {R_GET, "/v1/accounts/{}/history", SCOPE_READ, http_accounts_history, "accounts_history",
      false},
+    /* limits (R4.6, R4.7) */
+    {R_PUT, "/v1/accounts/{}/limits", SCOPE_WRITE, http_limits_put, "limits_put", false},
+    {R_GET, "/v1/accounts/{}/limit-changes", SCOPE_READ, http_limits_changes, "limit_changes",
+     false},
+    {R_POST, "/v1/accounts/{}/limit-requests", SCOPE_WRITE, http_limits_request_create,
+     "limit_requests_create", false},
+    {R_GET, "/v1/limit-requests/{}", SCOPE_READ, http_limits_request_get, "limit_requests_get",
+     false},
+    {R_POST, "/v1/limit-requests/{}/approve", SCOPE_WRITE, http_limits_request_approve,
+     "limit_requests_approve", false},
+    {R_POST, "/v1/limit-requests/{}/decline", SCOPE_WRITE, http_limits_request_decline,
+     "limit_requests_decline", false},
+    /* payments (R6.1; on-account credit until invoicing exists) */
+    {R_POST, "/v1/payments", SCOPE_WRITE, http_payments_create, "payments_create", false},
     /* usage (R3) */
     {R_POST, "/v1/events", SCOPE_INGEST, http_usage_events, "events", false},
     {R_POST, "/v1/authorize", SCOPE_INGEST, http_usage_authorize, "authorize", false},
+    /* reports (R7.2, R7.3) */
+    {R_GET, "/v1/reports/exposure", SCOPE_READ, http_reports_exposure, "reports_exposure", false},
+    {R_GET, "/v1/reports/suspensions", SCOPE_READ, http_reports_suspensions, "reports_suspensions",
+     false},
     /* notifications outbox (R8.1) */
     {R_GET, "/v1/notifications", SCOPE_READ, http_ops_notifications, "notifications", false},
     /* audit (R9.5) */

@@ -23,6 +23,7 @@
 #include <stdlib.h>
 
 #define ROLLOVER_KEY "month_rollover"
+#define LIMITS_KEY "limit_changes"
 
 static void
 service_metrics(struct evbuffer *out, void *arg)
@@ -92,19 +93,13 @@ service_rollover_task(struct sched *s, int64_t due, void *arg)
 {
 	struct app *app = arg;
 	struct rollover_run *run = xcalloc(1, sizeof *run);
-	char month[CIVIL_DATE_LEN], at[24], thr[256];
-	size_t off = 0;
-	const struct config *cfg = app->cfg;
+	char month[CIVIL_DATE_LEN], at[24], thr[THRESHOLDS_PARAM_LEN];
 
 	run->app = app;
 	run->sched = s;
 	civil_format_date(tz_month_of(due), month);
 	usec_param(clock_now(), at);
-	off += (size_t)snprintf(thr, sizeof thr, "{");
-	for (size_t k = 0; k < cfg->alert_thresholds.n && off < sizeof thr - 16; k++)
-		off += (size_t)snprintf(thr + off, sizeof thr - off, "%s%d", k ? "," : "",
-		                        cfg->alert_thresholds.v[k]);
-	snprintf(thr + off, sizeof thr - off, "}");
+	thresholds_param(app->cfg, thr);
 	const char *p[] = {month, thr, at};
 	struct db_batch *b = db_batch_new();
 	db_batch_add(b, "SELECT creditd_month_rollover($1::date, $2::int[], creditd_ts($3))", 3, p);
@@ -127,6 +122,87 @@ service_schedule_rollover(struct app *app)
 
 	civil_add_months(tz_month_of(clock_now()), 1, &next_month);
 	sched_add(app->sched, tz_day_start(next_month), ROLLOVER_KEY, service_rollover_task, app);
+}
+
+/* ---- scheduled limit changes (R4.6) ---- */
+
+static void service_limits_task(struct sched *s, int64_t due, void *arg);
+
+struct limits_run {
+	struct app *app;
+	struct sched *sched; /* NULL when only looking up the next due time */
+};
+
+/* After applying (or when asked), find the next scheduled change. */
+static void
+service_limits_next_cb(const struct db_result *res, void *arg)
+{
+	struct limits_run *run = arg;
+	struct app *app = run->app;
+
+	if (!db_result_ok(res)) {
+		log_warnx("limit changes: %s; retrying in 10 s", db_result_error(res));
+		sched_add(app->sched, clock_now() + INT64_C(10000000), LIMITS_KEY,
+		          service_limits_task, app);
+	} else {
+		const PGresult *acc = db_result_get(res, 0);
+		const PGresult *next = db_result_get(res, db_result_count(res) - 1);
+		if (run->sched != NULL)
+			for (int i = 0; i < PQntuples(acc); i++)
+				acache_update(app->acache, acc, i);
+		if (PQgetisnull(next, 0, 0))
+			sched_remove(app->sched, LIMITS_KEY);
+		else
+			sched_add(app->sched, col_i64(next, 0, 0), LIMITS_KEY, service_limits_task,
+			          app);
+	}
+	if (run->sched != NULL)
+		sched_task_done(run->sched);
+	free(run);
+}
+
+static const char service_limits_next_sql[] =
+    "SELECT creditd_us(min(effective_at)) FROM limit_changes WHERE status = 'scheduled'";
+
+static void
+service_limits_task(struct sched *s, int64_t due, void *arg)
+{
+	struct app *app = arg;
+	struct limits_run *run = xcalloc(1, sizeof *run);
+	char at[24], thr[THRESHOLDS_PARAM_LEN];
+
+	(void)due;
+	run->app = app;
+	run->sched = s;
+	usec_param(clock_now(), at);
+	thresholds_param(app->cfg, thr);
+	const char *p[] = {thr, at};
+	struct db_batch *b = db_batch_new();
+	db_batch_add(
+	    b,
+	    "SELECT * FROM account_view WHERE id IN (SELECT creditd_apply_due_limit_changes("
+	    "$1::int[], creditd_ts($2)))",
+	    2, p);
+	db_batch_add(b, service_limits_next_sql, 0, NULL);
+	if (db_submit(app->db, b, service_limits_next_cb, run) != 0) {
+		free(run);
+		sched_task_done(s);
+		sched_add(app->sched, clock_now() + INT64_C(5000000), LIMITS_KEY,
+		          service_limits_task, app);
+	}
+}
+
+void
+service_limit_changes_changed(struct app *app)
+{
+	struct limits_run *run = xcalloc(1, sizeof *run);
+	struct db_batch *b = db_batch_new();
+
+	run->app = app;
+	db_batch_add(b, "SELECT 1 WHERE false", 0, NULL);
+	db_batch_add(b, service_limits_next_sql, 0, NULL);
+	if (db_submit(app->db, b, service_limits_next_cb, run) != 0)
+		free(run);
 }
 
 void

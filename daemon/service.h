@@ -14,6 +14,9 @@ void service_db_ready(struct app *app);
 /* A connection came back after a loss. */
 void service_db_reconnected(struct app *app);
 void service_config_changed(struct app *app);
+/* Limit changes were scheduled or applied: re-arm the task that applies the
+ * next due one (R4.6). */
+void service_limit_changes_changed(struct app *app);
 /* SIGTERM: flush what is queued, start nothing new. */
 void service_drain(struct app *app);
 /* Work still in progress (blocks exit while draining). */

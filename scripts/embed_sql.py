@@ -23,7 +23,7 @@ for path in files:
     with open(path, encoding="utf-8") as f:
         text = f.read()
     data = text.encode("utf-8")
-    rows = [", ".join(str(b) for b in data[i:i + 24]) for i in range(0, len(data), 24)]
+    rows = [", ".join(str(b if b < 128 else b - 256) for b in data[i:i + 24]) for i in range(0, len(data), 24)]
     arrays.append(f"static const char sql_{version}[] = {{\n\t" + ",\n\t".join(rows) + ", 0};")
     entries.append(f'\t{{{version}, "{name[:-4]}", sql_{version}}},')
 if sorted(seen) != list(range(1, len(seen) + 1)):

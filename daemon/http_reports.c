@@ -1,0 +1,572 @@
+/* http_reports.c: the exposure report and the suspension history (R7.2,
+ * R7.3). The database sorts and computes remainings/headroom; this file
+ * renders the rows as JSON or CSV and adds per-currency totals. */
+#include "http_reports.h"
+
+#include <event2/buffer.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "app.h"
+#include "civil.h"
+#include "clock.h"
+#include "currency.h"
+#include "db.h"
+#include "http.h"
+#include "http_util.h"
+#include "log.h"
+#include "money.h"
+#include "tz.h"
+#include "xmalloc.h"
+
+#define CSV_TYPE "text/csv; charset=utf-8"
+
+/* ---- output format ---- */
+
+/* True when an Accept header lists text/csv (parameters such as q= ignored). */
+static bool
+reports_accepts_csv(const char *accept)
+{
+	const char *p = accept;
+
+	while (*p) {
+		p += strspn(p, " \t,");
+		if (strncasecmp(p, "text/csv", 8) == 0 && strchr(",; \t", p[8]) != NULL)
+			return true;
+		p += strcspn(p, ",");
+	}
+	return false;
+}
+
+/* 1 for CSV, 0 for JSON, -1 after answering 400 (unknown ?format=). */
+static int
+reports_format(struct http_req *r)
+{
+	const char *f = http_req_query(r, "format");
+	const char *accept;
+
+	if (f) {
+		if (strcmp(f, "csv") == 0)
+			return 1;
+		if (strcmp(f, "json") == 0)
+			return 0;
+		http_reply_error(r, 400, "validation_failed", "format: must be json or csv",
+		                 "format");
+		return -1;
+	}
+	accept = http_req_header(r, "Accept");
+	return accept && reports_accepts_csv(accept) ? 1 : 0;
+}
+
+/* ---- CSV (RFC 4180: CRLF line ends, quotes doubled) ---- */
+
+/* One field; NULL is an empty field. A field with a comma, quote, CR or LF
+ * is quoted. */
+static void
+csv_field(struct evbuffer *b, const char *s, bool first)
+{
+	const char *q;
+
+	if (!first)
+		evbuffer_add(b, ",", 1);
+	if (s == NULL)
+		return;
+	if (strpbrk(s, ",\"\r\n") == NULL) {
+		evbuffer_add(b, s, strlen(s));
+		return;
+	}
+	evbuffer_add(b, "\"", 1);
+	while ((q = strchr(s, '"')) != NULL) {
+		evbuffer_add(b, s, (size_t)(q - s) + 1);
+		evbuffer_add(b, "\"", 1);
+		s = q + 1;
+	}
+	evbuffer_add(b, s, strlen(s));
+	evbuffer_add(b, "\"", 1);
+}
+
+static void
+csv_text_col(struct evbuffer *b, const PGresult *pg, int row, int c, bool first)
+{
+	csv_field(b, PQgetisnull(pg, row, c) ? NULL : PQgetvalue(pg, row, c), first);
+}
+
+static void
+csv_money_col(struct evbuffer *b, const PGresult *pg, int row, int c)
+{
+	char buf[MONEY_FMT_LEN];
+
+	csv_field(b, PQgetisnull(pg, row, c) ? NULL : money_format(col_i64(pg, row, c), buf),
+	          false);
+}
+
+static void
+csv_header(struct evbuffer *b, const char *const *names)
+{
+	for (int i = 0; names[i]; i++)
+		csv_field(b, names[i], i == 0);
+	evbuffer_add(b, "\r\n", 2);
+}
+
+static void
+csv_reply(struct http_req *r, struct evbuffer *b, const char *filename)
+{
+	char disp[96];
+
+	snprintf(disp, sizeof disp, "attachment; filename=\"%s\"", filename);
+	http_reply_add_header(r, "Content-Disposition", disp);
+	http_reply_buffer(r, 200, CSV_TYPE, b);
+	evbuffer_free(b);
+}
+
+/* A JSON array of strings as "a;b" (suspension reasons in CSV). */
+static void
+csv_reasons_col(struct evbuffer *b, const PGresult *pg, int row, int c)
+{
+	json_t *arr = j_json_col(pg, row, c), *v;
+	size_t i, len = 0;
+	char *s;
+
+	json_array_foreach(arr, i, v)
+	{
+		if (json_is_string(v))
+			len += json_string_length(v) + 1;
+	}
+	s = xcalloc(1, len + 1);
+	json_array_foreach(arr, i, v)
+	{
+		if (!json_is_string(v))
+			continue;
+		if (*s)
+			strcat(s, ";");
+		strcat(s, json_string_value(v));
+	}
+	csv_field(b, s, false);
+	free(s);
+	json_decref(arr);
+}
+
+/* ---- exposure report ---- */
+
+/* $1 status, $2 currency (NULL = all), $3 first day of the current billing
+ * month: a counter still on an older month counts as 0 (rollover pending).
+ * Remainings are limit - used, never below 0 (as on the account object),
+ * NULL without a limit; headroom is the smaller one (least() skips NULLs). */
+static const char exposure_sql[] =
+    "WITH a AS ("
+    " SELECT v.id, v.external_ref, v.name, v.currency, v.status, v.reasons_json,"
+    "  v.monthly_limit, v.total_limit, v.exposure,"
+    "  CASE WHEN v.usage_month_day < $3::int THEN 0::bigint ELSE v.monthly_usage END"
+    "   AS monthly_usage"
+    " FROM account_view v"
+    " WHERE ($1::text IS NULL OR v.status = $1::text)"
+    "  AND ($2::text IS NULL OR v.currency = $2::text)"
+    "), r AS ("
+    " SELECT a.*,"
+    "  CASE WHEN a.monthly_limit IS NOT NULL THEN least(greatest(a.monthly_limit::numeric"
+    "   - a.monthly_usage, 0), 9223372036854775807)::bigint END AS monthly_remaining,"
+    "  CASE WHEN a.total_limit IS NOT NULL THEN least(greatest(a.total_limit::numeric"
+    "   - a.exposure, 0), 9223372036854775807)::bigint END AS total_remaining"
+    " FROM a"
+    ") "
+    "SELECT r.*, least(r.monthly_remaining, r.total_remaining) AS headroom FROM r "
+    "ORDER BY headroom ASC NULLS LAST, r.external_ref COLLATE \"C\", r.id";
+
+struct exposure_cols {
+	int id, ext, name, currency, status, reasons, monthly_usage, monthly_limit,
+	    monthly_remaining, exposure, total_limit, total_remaining, headroom;
+};
+
+static void
+exposure_cols_init(struct exposure_cols *c, const PGresult *pg)
+{
+	c->id = col(pg, "id");
+	c->ext = col(pg, "external_ref");
+	c->name = col(pg, "name");
+	c->currency = col(pg, "currency");
+	c->status = col(pg, "status");
+	c->reasons = col(pg, "reasons_json");
+	c->monthly_usage = col(pg, "monthly_usage");
+	c->monthly_limit = col(pg, "monthly_limit");
+	c->monthly_remaining = col(pg, "monthly_remaining");
+	c->exposure = col(pg, "exposure");
+	c->total_limit = col(pg, "total_limit");
+	c->total_remaining = col(pg, "total_remaining");
+	c->headroom = col(pg, "headroom");
+}
+
+struct currency_total {
+	char currency[8];
+	int64_t accounts, exposure, monthly_usage;
+};
+
+static int
+currency_total_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct currency_total *)a)->currency,
+	              ((const struct currency_total *)b)->currency);
+}
+
+/* Per-currency totals as a JSON array sorted by currency; NULL on overflow. */
+static json_t *
+exposure_totals(const PGresult *pg, const struct exposure_cols *c)
+{
+	int n = PQntuples(pg), nt = 0;
+	struct currency_total *t = xcalloc((size_t)n + 1, sizeof *t);
+	json_t *out = NULL;
+
+	for (int i = 0; i < n; i++) {
+		const char *cur = PQgetvalue(pg, i, c->currency);
+		int k;
+
+		for (k = 0; k < nt && strcmp(t[k].currency, cur) != 0; k++)
+			;
+		if (k == nt) {
+			snprintf(t[k].currency, sizeof t[k].currency, "%s", cur);
+			nt++;
+		}
+		t[k].accounts++;
+		if (money_add(t[k].exposure, col_i64(pg, i, c->exposure), &t[k].exposure) != 0 ||
+		    money_add(t[k].monthly_usage, col_i64(pg, i, c->monthly_usage),
+		              &t[k].monthly_usage) != 0)
+			goto out;
+	}
+	qsort(t, (size_t)nt, sizeof *t, currency_total_cmp);
+	out = json_array();
+	for (int k = 0; k < nt; k++)
+		json_array_append_new(
+		    out, json_pack("{s:s, s:I, s:o, s:o}", "currency", t[k].currency, "accounts",
+		                   (json_int_t)t[k].accounts, "exposure", j_money(t[k].exposure),
+		                   "monthly_usage", j_money(t[k].monthly_usage)));
+out:
+	free(t);
+	return out;
+}
+
+static json_t *
+exposure_row_json(const PGresult *pg, int i, const struct exposure_cols *c)
+{
+	json_t *o = json_object();
+
+	json_object_set_new(o, "external_ref", j_text_col(pg, i, c->ext));
+	json_object_set_new(o, "id", j_text_col(pg, i, c->id));
+	json_object_set_new(o, "name", j_text_col(pg, i, c->name));
+	json_object_set_new(o, "currency", j_text_col(pg, i, c->currency));
+	json_object_set_new(o, "status", j_text_col(pg, i, c->status));
+	json_object_set_new(o, "suspension_reasons", j_json_col(pg, i, c->reasons));
+	json_object_set_new(o, "monthly_usage", j_money_col(pg, i, c->monthly_usage));
+	json_object_set_new(o, "monthly_limit", j_money_col(pg, i, c->monthly_limit));
+	json_object_set_new(o, "monthly_remaining", j_money_col(pg, i, c->monthly_remaining));
+	json_object_set_new(o, "exposure", j_money_col(pg, i, c->exposure));
+	json_object_set_new(o, "total_limit", j_money_col(pg, i, c->total_limit));
+	json_object_set_new(o, "total_remaining", j_money_col(pg, i, c->total_remaining));
+	json_object_set_new(o, "headroom", j_money_col(pg, i, c->headroom));
+	return o;
+}
+
+static void
+exposure_csv(struct http_req *r, const PGresult *pg, const struct exposure_cols *c)
+{
+	static const char *const header[] = {"external_ref",
+	                                     "id",
+	                                     "name",
+	                                     "currency",
+	                                     "status",
+	                                     "suspension_reasons",
+	                                     "monthly_usage",
+	                                     "monthly_limit",
+	                                     "monthly_remaining",
+	                                     "exposure",
+	                                     "total_limit",
+	                                     "total_remaining",
+	                                     "headroom",
+	                                     NULL};
+	struct evbuffer *b = evbuffer_new();
+	int n = PQntuples(pg);
+
+	csv_header(b, header);
+	for (int i = 0; i < n; i++) {
+		csv_text_col(b, pg, i, c->ext, true);
+		csv_text_col(b, pg, i, c->id, false);
+		csv_text_col(b, pg, i, c->name, false);
+		csv_text_col(b, pg, i, c->currency, false);
+		csv_text_col(b, pg, i, c->status, false);
+		csv_reasons_col(b, pg, i, c->reasons);
+		csv_money_col(b, pg, i, c->monthly_usage);
+		csv_money_col(b, pg, i, c->monthly_limit);
+		csv_money_col(b, pg, i, c->monthly_remaining);
+		csv_money_col(b, pg, i, c->exposure);
+		csv_money_col(b, pg, i, c->total_limit);
+		csv_money_col(b, pg, i, c->total_remaining);
+		csv_money_col(b, pg, i, c->headroom);
+		evbuffer_add(b, "\r\n", 2);
+	}
+	csv_reply(r, b, "exposure.csv");
+}
+
+struct report_req {
+	struct http_req *r;
+	bool csv;
+	int64_t now; /* the report's as_of */
+	int32_t from, to;
+};
+
+static void
+exposure_cb(const struct db_result *res, void *arg)
+{
+	struct report_req *q = arg;
+	struct http_req *r = q->r;
+	bool csv = q->csv;
+	int64_t now = q->now;
+	struct exposure_cols c;
+	const PGresult *pg;
+	json_t *items, *totals;
+	char asof[CIVIL_TS_LEN];
+
+	free(q);
+	if (!db_result_ok(res)) {
+		http_reply_db_error(r, res);
+		return;
+	}
+	pg = db_result_get(res, 0);
+	exposure_cols_init(&c, pg);
+	if (csv) {
+		exposure_csv(r, pg, &c);
+		return;
+	}
+	totals = exposure_totals(pg, &c);
+	if (totals == NULL) {
+		log_req(LOG_LEVEL_ERROR, http_req_id(r), "exposure report: totals overflow");
+		http_reply_error(r, 500, "internal", "internal error: amount overflow", NULL);
+		return;
+	}
+	items = json_array();
+	for (int i = 0; i < PQntuples(pg); i++)
+		json_array_append_new(items, exposure_row_json(pg, i, &c));
+	civil_format_rfc3339(now, asof);
+	http_reply_json(
+	    r, 200, json_pack("{s:s, s:o, s:o}", "as_of", asof, "items", items, "totals", totals));
+}
+
+/* Submit with q as the callback argument; q is freed if submitting fails. */
+static void
+reports_submit(struct report_req *q, struct db_batch *b,
+               void (*cb)(const struct db_result *, void *))
+{
+	if (db_submit(http_req_app(q->r)->db, b, cb, q) != 0) {
+		http_reply_unavailable(q->r);
+		free(q);
+	}
+}
+
+void
+http_reports_exposure(struct http_req *r)
+{
+	const char *status = http_req_query(r, "status");
+	const char *currency = http_req_query(r, "currency");
+	struct report_req *q;
+	char month[16];
+	int fmt;
+
+	if ((fmt = reports_format(r)) < 0)
+		return;
+	if (status && strcmp(status, "active") != 0 && strcmp(status, "suspended") != 0 &&
+	    strcmp(status, "terminated") != 0) {
+		http_reply_error(r, 400, "validation_failed",
+		                 "status: must be active, suspended or terminated", "status");
+		return;
+	}
+	if (currency && !currency_valid(currency)) {
+		http_reply_error(r, 400, "validation_failed", "currency: not an ISO 4217 code",
+		                 "currency");
+		return;
+	}
+	q = xcalloc(1, sizeof *q);
+	q->r = r;
+	q->csv = fmt == 1;
+	q->now = clock_now();
+	snprintf(month, sizeof month, "%" PRId32, tz_month_of(q->now));
+	const char *p[] = {status, currency, month};
+	struct db_batch *b = db_batch_new();
+	db_batch_add(b, exposure_sql, 3, p);
+	reports_submit(q, b, exposure_cb);
+}
+
+/* ---- suspension history ---- */
+
+/* $1, $2: [from, to) as usec (NULL = unbounded). */
+static const char suspensions_sql[] =
+    "SELECT h.id, creditd_us(h.at) AS at_us, h.account_id, a.external_ref, h.status_before,"
+    " h.status_after, array_to_json(h.reasons_before)::text AS reasons_before,"
+    " array_to_json(h.reasons_after)::text AS reasons_after, h.cause, h.actor, h.note"
+    " FROM account_history h JOIN accounts a ON a.id = h.account_id"
+    " WHERE h.status_before IS NOT NULL"
+    "  AND ($1::bigint IS NULL OR h.at >= creditd_ts($1::bigint))"
+    "  AND ($2::bigint IS NULL OR h.at < creditd_ts($2::bigint))"
+    " ORDER BY h.at DESC, h.id DESC";
+
+struct susp_cols {
+	int at, account, ext, status_before, status_after, reasons_before, reasons_after, cause,
+	    actor, note;
+};
+
+static void
+susp_cols_init(struct susp_cols *c, const PGresult *pg)
+{
+	c->at = col(pg, "at_us");
+	c->account = col(pg, "account_id");
+	c->ext = col(pg, "external_ref");
+	c->status_before = col(pg, "status_before");
+	c->status_after = col(pg, "status_after");
+	c->reasons_before = col(pg, "reasons_before");
+	c->reasons_after = col(pg, "reasons_after");
+	c->cause = col(pg, "cause");
+	c->actor = col(pg, "actor");
+	c->note = col(pg, "note");
+}
+
+static json_t *
+susp_row_json(const PGresult *pg, int i, const struct susp_cols *c)
+{
+	json_t *o = json_object();
+
+	json_object_set_new(o, "at", j_ts_col(pg, i, c->at));
+	json_object_set_new(o, "account", j_text_col(pg, i, c->account));
+	json_object_set_new(o, "external_ref", j_text_col(pg, i, c->ext));
+	json_object_set_new(o, "status_before", j_text_col(pg, i, c->status_before));
+	json_object_set_new(o, "status_after", j_text_col(pg, i, c->status_after));
+	json_object_set_new(o, "reasons_before", j_json_col(pg, i, c->reasons_before));
+	json_object_set_new(o, "reasons_after", j_json_col(pg, i, c->reasons_after));
+	json_object_set_new(o, "cause", j_text_col(pg, i, c->cause));
+	json_object_set_new(o, "actor", j_text_col(pg, i, c->actor));
+	json_object_set_new(o, "note", j_text_col(pg, i, c->note));
+	return o;
+}
+
+static void
+susp_csv(struct http_req *r, const PGresult *pg, const struct susp_cols *c)
+{
+	static const char *const header[] = {"at",
+	                                     "account",
+	                                     "external_ref",
+	                                     "status_before",
+	                                     "status_after",
+	                                     "reasons_before",
+	                                     "reasons_after",
+	                                     "cause",
+	                                     "actor",
+	                                     "note",
+	                                     NULL};
+	struct evbuffer *b = evbuffer_new();
+	char ts[CIVIL_TS_LEN];
+
+	csv_header(b, header);
+	for (int i = 0; i < PQntuples(pg); i++) {
+		if (civil_format_rfc3339(col_i64(pg, i, c->at), ts) != 0)
+			ts[0] = '\0';
+		csv_field(b, ts, true);
+		csv_text_col(b, pg, i, c->account, false);
+		csv_text_col(b, pg, i, c->ext, false);
+		csv_text_col(b, pg, i, c->status_before, false);
+		csv_text_col(b, pg, i, c->status_after, false);
+		csv_reasons_col(b, pg, i, c->reasons_before);
+		csv_reasons_col(b, pg, i, c->reasons_after);
+		csv_text_col(b, pg, i, c->cause, false);
+		csv_text_col(b, pg, i, c->actor, false);
+		csv_text_col(b, pg, i, c->note, false);
+		evbuffer_add(b, "\r\n", 2);
+	}
+	csv_reply(r, b, "suspensions.csv");
+}
+
+static json_t *
+j_day_or_null(int32_t day)
+{
+	char buf[CIVIL_DATE_LEN];
+
+	if (day == CIVIL_DAY_NONE || civil_format_date(day, buf) != 0)
+		return json_null();
+	return json_string(buf);
+}
+
+static void
+suspensions_cb(const struct db_result *res, void *arg)
+{
+	struct report_req *q = arg;
+	struct http_req *r = q->r;
+	bool csv = q->csv;
+	int32_t from = q->from, to = q->to;
+	struct susp_cols c;
+	const PGresult *pg;
+	json_t *items;
+
+	free(q);
+	if (!db_result_ok(res)) {
+		http_reply_db_error(r, res);
+		return;
+	}
+	pg = db_result_get(res, 0);
+	susp_cols_init(&c, pg);
+	if (csv) {
+		susp_csv(r, pg, &c);
+		return;
+	}
+	items = json_array();
+	for (int i = 0; i < PQntuples(pg); i++)
+		json_array_append_new(items, susp_row_json(pg, i, &c));
+	http_reply_json(r, 200,
+	                json_pack("{s:o, s:o, s:o}", "from", j_day_or_null(from), "to",
+	                          j_day_or_null(to), "items", items));
+}
+
+/* Optional ?key=YYYY-MM-DD: true with *day (CIVIL_DAY_NONE when absent), or
+ * false after answering 400. */
+static bool
+reports_day_param(struct http_req *r, const char *key, int32_t *day)
+{
+	const char *s = http_req_query(r, key);
+	char msg[64];
+
+	*day = CIVIL_DAY_NONE;
+	if (s == NULL || *s == '\0')
+		return true;
+	if (strlen(s) == 10 && civil_parse_date(s, 10, day) == 0)
+		return true;
+	snprintf(msg, sizeof msg, "%s: must be a date YYYY-MM-DD", key);
+	http_reply_error(r, 400, "validation_failed", msg, key);
+	return false;
+}
+
+void
+http_reports_suspensions(struct http_req *r)
+{
+	struct report_req *q;
+	int32_t from, to;
+	char p_from[24], p_to[24];
+	int fmt;
+
+	if ((fmt = reports_format(r)) < 0 || !reports_day_param(r, "from", &from) ||
+	    !reports_day_param(r, "to", &to))
+		return;
+	if (from != CIVIL_DAY_NONE && to != CIVIL_DAY_NONE && from > to) {
+		http_reply_error(r, 400, "validation_failed", "from: must not be after to", "from");
+		return;
+	}
+	if (from != CIVIL_DAY_NONE)
+		usec_param(tz_day_start(from), p_from);
+	if (to != CIVIL_DAY_NONE)
+		usec_param(tz_day_start(to + 1), p_to); /* to is inclusive; to <= CIVIL_DAY_MAX */
+	q = xcalloc(1, sizeof *q);
+	q->r = r;
+	q->csv = fmt == 1;
+	q->from = from;
+	q->to = to;
+	const char *p[] = {from != CIVIL_DAY_NONE ? p_from : NULL,
+	                   to != CIVIL_DAY_NONE ? p_to : NULL};
+	struct db_batch *b = db_batch_new();
+	db_batch_add(b, suspensions_sql, 2, p);
+	reports_submit(q, b, suspensions_cb);
+}
