@@ -13,6 +13,7 @@ struct sched;
 struct metrics;
 struct acache;
 struct batcher;
+struct jobs;
 
 struct app {
 	struct event_base *base;
@@ -24,6 +25,7 @@ struct app {
 	struct metrics *metrics;
 	struct acache *acache;
 	struct batcher *batcher;
+	struct jobs *jobs;
 	bool draining;
 };
 

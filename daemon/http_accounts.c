@@ -135,7 +135,7 @@ http_accounts_create(struct http_req *r)
 		goto invalid;
 
 	uuid_t u;
-	char id[37], now[24], ml[24], tl[24], rs[16], ts[16], month[16];
+	char id[37], now[24], ml[24], tl[24], rs[16], ts[16], month[16], exp[8];
 	int64_t t = clock_now();
 	uuid_generate_random(u);
 	uuid_unparse_lower(u, id);
@@ -145,6 +145,7 @@ http_accounts_create(struct http_req *r)
 	snprintf(rs, sizeof rs, "%d", rate);
 	snprintf(ts, sizeof ts, "%" PRId64, terms);
 	civil_format_date(tz_month_of(t), month);
+	snprintf(exp, sizeof exp, "%d", currency_exponent(currency));
 	{
 		const char *p[] = {id,
 		                   ext,
@@ -156,7 +157,8 @@ http_accounts_create(struct http_req *r)
 		                   monthly_null ? NULL : ml,
 		                   total_null ? NULL : tl,
 		                   month,
-		                   now};
+		                   now,
+		                   exp};
 		const char *a[] = {now, http_req_actor(r), id, http_req_id(r)};
 		struct db_batch *b = db_batch_new();
 		db_batch_add(
@@ -164,9 +166,9 @@ http_accounts_create(struct http_req *r)
 		    "INSERT INTO accounts (id, external_ref, name, currency, jurisdiction, "
 		    "contractual_rate, payment_terms_days, monthly_limit, total_limit, "
 		    "usage_month, "
-		    "created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, "
-		    "creditd_ts($11), creditd_ts($11))",
-		    11, p);
+		    "created_at, updated_at, currency_exp) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, "
+		    "$9, $10, creditd_ts($11), creditd_ts($11), $12)",
+		    12, p);
 		db_batch_add(
 		    b,
 		    "INSERT INTO account_history (account_id, at, status_before, status_after, "

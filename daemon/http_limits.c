@@ -73,7 +73,8 @@ limits_put_cb(const struct db_result *res, void *arg)
 	acc = db_result_get(res, 1);
 	if (PQntuples(acc) == 1)
 		acache_update(app->acache, acc, 0);
-	service_limit_changes_changed(app);
+	if (PQgetvalue(set, 0, col(set, "applied"))[0] != 't')
+		service_limit_change_at(app, col_i64(set, 0, col(set, "effective_us")));
 	out = json_object();
 	json_object_set_new(out, "applied",
 	                    json_boolean(PQgetvalue(set, 0, col(set, "applied"))[0] == 't'));
@@ -366,7 +367,8 @@ limit_request_approved_cb(const struct db_result *res, void *arg)
 	req = db_result_get(res, 2);
 	if (PQntuples(acc) == 1)
 		acache_update(app->acache, acc, 0);
-	service_limit_changes_changed(app);
+	if (PQgetvalue(set, 0, col(set, "applied"))[0] != 't')
+		service_limit_change_at(app, col_i64(set, 0, col(set, "effective_us")));
 	out = limit_request_json(req, 0);
 	json_object_set_new(out, "applied",
 	                    json_boolean(PQgetvalue(set, 0, col(set, "applied"))[0] == 't'));

@@ -4,6 +4,7 @@
 #include "config.h"
 #include "http_accounts.h"
 #include "http_limits.h"
+#include "jobs.h"
 #include "http_ops.h"
 #include "http_payments.h"
 #include "http_reports.h"
@@ -44,6 +45,11 @@ const struct route routes_table[] = {
      "limit_requests_decline", false},
     /* payments (R6.1; on-account credit until invoicing exists) */
     {R_POST, "/v1/payments", SCOPE_WRITE, http_payments_create, "payments_create", false},
+    /* jobs (R5.1) */
+    {R_POST, "/v1/jobs/invoicing", SCOPE_OPS, jobs_http_invoicing, "jobs_invoicing", false},
+    {R_GET, "/v1/jobs", SCOPE_READ, jobs_http_list, "jobs_list", false},
+    {R_GET, "/v1/jobs/{}", SCOPE_READ, jobs_http_get, "jobs_get", false},
+    {R_GET, "/v1/schedule", SCOPE_READ, jobs_http_schedule, "schedule", false},
     /* usage (R3) */
     {R_POST, "/v1/events", SCOPE_INGEST, http_usage_events, "events", false},
     {R_POST, "/v1/authorize", SCOPE_INGEST, http_usage_authorize, "authorize", false},

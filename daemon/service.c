@@ -14,6 +14,7 @@
 #include "config.h"
 #include "db.h"
 #include "http_util.h"
+#include "jobs.h"
 #include "log.h"
 #include "metrics.h"
 #include "sched.h"
@@ -193,6 +194,15 @@ service_limits_task(struct sched *s, int64_t due, void *arg)
 }
 
 void
+service_limit_change_at(struct app *app, int64_t at)
+{
+	int64_t cur = sched_next(app->sched, LIMITS_KEY);
+
+	if (cur < 0 || at < cur)
+		sched_add(app->sched, at, LIMITS_KEY, service_limits_task, app);
+}
+
+void
 service_limit_changes_changed(struct app *app)
 {
 	struct limits_run *run = xcalloc(1, sizeof *run);
@@ -210,7 +220,9 @@ service_init(struct app *app)
 {
 	app->acache = acache_new();
 	app->batcher = batcher_new(app);
+	app->jobs = jobs_new(app);
 	metrics_add_writer(app->metrics, service_metrics, app);
+	metrics_add_writer(app->metrics, jobs_metrics, app->jobs);
 }
 
 void
@@ -220,6 +232,8 @@ service_db_ready(struct app *app)
 	/* catch up a rollover missed while down: due now if any counter is old */
 	sched_add(app->sched, tz_day_start(tz_month_of(clock_now())), ROLLOVER_KEY,
 	          service_rollover_task, app);
+	service_limit_changes_changed(app);
+	jobs_db_ready(app->jobs);
 }
 
 void
@@ -233,7 +247,7 @@ service_db_reconnected(struct app *app)
 void
 service_config_changed(struct app *app)
 {
-	(void)app;
+	jobs_reschedule(app->jobs);
 }
 
 void
@@ -246,7 +260,7 @@ service_drain(struct app *app)
 bool
 service_busy(struct app *app)
 {
-	return batcher_busy(app->batcher);
+	return batcher_busy(app->batcher) || jobs_busy(app->jobs);
 }
 
 bool
@@ -259,5 +273,6 @@ void
 service_free(struct app *app)
 {
 	batcher_free(app->batcher);
+	jobs_free(app->jobs);
 	acache_free(app->acache);
 }

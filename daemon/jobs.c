@@ -1,0 +1,622 @@
+/* jobs.c: invoicing runs, their schedule and their HTTP endpoints. */
+#include "jobs.h"
+
+#include <event2/buffer.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uuid/uuid.h>
+
+#include "acache.h"
+#include "app.h"
+#include "civil.h"
+#include "clock.h"
+#include "config.h"
+#include "db.h"
+#include "http.h"
+#include "http_util.h"
+#include "jsonfield.h"
+#include "log.h"
+#include "sched.h"
+#include "tz.h"
+#include "xmalloc.h"
+
+#define INVOICE_CHUNK "1000"
+#define RUN_KEY "invoice_run"
+#define RETRY_MIN_USEC INT64_C(60000000)      /* 1 min */
+#define RETRY_MAX_USEC INT64_C(3600000000)    /* 1 h */
+#define PERIODS_KEPT 24
+#define DEADLINE_DAY 10 /* R5.1: issued no later than the 10th */
+
+struct job_waiter {
+	struct http_req *r;
+	struct job_waiter *next;
+};
+
+struct job_run {
+	struct jobs *j;
+	char id[37];
+	int32_t period; /* first day of the billed month */
+	int32_t issue;	/* issue date (billing zone) */
+	int invoices;
+	struct job_waiter *waiters;
+	struct sched *sched; /* set when the scheduler started it */
+	char *error;
+};
+
+struct period_state {
+	int32_t period;
+	int64_t invoiced_at;
+	int invoices;
+};
+
+struct jobs {
+	struct app *app;
+	int running;
+	struct period_state periods[PERIODS_KEPT];
+	int nperiods;
+	int64_t retry_usec;
+};
+
+static void jobs_schedule_next(struct jobs *j);
+static void jobs_run_task(struct sched *s, int64_t due, void *arg);
+
+struct jobs *
+jobs_new(struct app *app)
+{
+	struct jobs *j = xcalloc(1, sizeof *j);
+
+	j->app = app;
+	j->retry_usec = RETRY_MIN_USEC;
+	return j;
+}
+
+void
+jobs_free(struct jobs *j)
+{
+	free(j);
+}
+
+bool
+jobs_busy(const struct jobs *j)
+{
+	return j->running > 0;
+}
+
+/* ---- periods and deadlines ---- */
+
+static const struct period_state *
+jobs_period(const struct jobs *j, int32_t period)
+{
+	for (int i = 0; i < j->nperiods; i++)
+		if (j->periods[i].period == period)
+			return &j->periods[i];
+	return NULL;
+}
+
+static void
+jobs_period_done(struct jobs *j, int32_t period, int64_t at, int invoices)
+{
+	struct period_state *p = (struct period_state *)jobs_period(j, period);
+
+	if (p == NULL) {
+		if (j->nperiods == PERIODS_KEPT) {
+			/* drop the oldest */
+			int oldest = 0;
+			for (int i = 1; i < j->nperiods; i++)
+				if (j->periods[i].period < j->periods[oldest].period)
+					oldest = i;
+			p = &j->periods[oldest];
+		} else {
+			p = &j->periods[j->nperiods++];
+		}
+		p->period = period;
+		p->invoiced_at = at;
+		p->invoices = 0;
+	}
+	p->invoices += invoices;
+}
+
+/* R5.1: the end of the 10th of the month after the period, billing zone. */
+static int64_t
+jobs_deadline(int32_t period)
+{
+	int32_t next;
+
+	civil_add_months(period, 1, &next);
+	return tz_day_start(next + DEADLINE_DAY);
+}
+
+static int32_t
+jobs_previous_month(int64_t t)
+{
+	int32_t prev;
+
+	civil_add_months(tz_month_of(t), -1, &prev);
+	return prev;
+}
+
+/* When the run for the month containing `month` is due. */
+static int64_t
+jobs_run_time(const struct jobs *j, int32_t month)
+{
+	const struct config *cfg = j->app->cfg;
+
+	return tz_local_time(month + cfg->invoice_run_day - 1, cfg->invoice_run_time);
+}
+
+/* ---- a run ---- */
+
+static json_t *
+job_run_json(const struct job_run *run, const char *status)
+{
+	char period[CIVIL_DATE_LEN];
+	json_t *o;
+
+	civil_format_date(run->period, period);
+	period[7] = '\0';
+	o = json_pack("{s:s, s:s, s:s}", "id", run->id, "kind", "invoicing", "status", status);
+	if (strcmp(status, "running") != 0)
+		json_object_set_new(o, "result",
+		    json_pack("{s:s, s:i}", "period", period, "invoices", run->invoices));
+	if (run->error)
+		json_object_set_new(o, "error", json_string(run->error));
+	return o;
+}
+
+static void
+job_run_free(struct job_run *run)
+{
+	while (run->waiters) {
+		struct job_waiter *w = run->waiters;
+		run->waiters = w->next;
+		free(w);
+	}
+	free(run->error);
+	free(run);
+}
+
+static void
+job_run_end(struct job_run *run, bool ok)
+{
+	struct jobs *j = run->j;
+	const char *status = ok ? "succeeded" : "failed";
+
+	for (struct job_waiter *w = run->waiters; w; w = w->next)
+		http_reply_json(w->r, 202, job_run_json(run, status));
+	j->running--;
+	if (ok && run->invoices > 0)
+		acache_reload(j->app->acache, j->app); /* exposure moved to open balances */
+	if (run->sched) {
+		if (ok) {
+			j->retry_usec = RETRY_MIN_USEC;
+			jobs_schedule_next(j);
+		} else {
+			log_warnx("invoice run: retrying in %" PRId64 " s", j->retry_usec / 1000000);
+			sched_add(j->app->sched, clock_now() + j->retry_usec, RUN_KEY, jobs_run_task,
+			    j);
+			j->retry_usec = j->retry_usec * 2 > RETRY_MAX_USEC ? RETRY_MAX_USEC
+									  : j->retry_usec * 2;
+		}
+		sched_task_done(run->sched);
+	}
+	job_run_free(run);
+}
+
+static void
+job_run_recorded(const struct db_result *res, void *arg)
+{
+	struct job_run *run = arg;
+
+	if (!db_result_ok(res))
+		log_warnx("invoice run %s: could not record the outcome: %s", run->id,
+		    db_result_error(res));
+	job_run_end(run, run->error == NULL);
+}
+
+static void
+job_run_finish(struct job_run *run)
+{
+	char now[24], period[CIVIL_DATE_LEN], n[16];
+	json_t *res = job_run_json(run, run->error ? "failed" : "succeeded");
+	char *result = json_dumps(json_object_get(res, "result"), JSON_COMPACT);
+	struct db_batch *b = db_batch_new();
+
+	usec_param(clock_now(), now);
+	civil_format_date(run->period, period);
+	snprintf(n, sizeof n, "%d", run->invoices);
+	const char *p[] = {run->id, run->error ? "failed" : "succeeded", result, run->error, now,
+	    period, n};
+	db_batch_add(b,
+	    "UPDATE jobs SET status = $2, result = $3::jsonb, error = $4, finished_at = "
+	    "creditd_ts($5) WHERE id = $1::uuid",
+	    5, p);
+	if (run->error == NULL) {
+		const char *q[] = {period, now, n};
+		db_batch_add(b,
+		    "INSERT INTO invoice_runs (period, invoiced_at, invoices) VALUES ($1::date, "
+		    "creditd_ts($2), $3::int) ON CONFLICT (period) DO UPDATE SET invoices = "
+		    "invoice_runs.invoices + excluded.invoices",
+		    3, q);
+		jobs_period_done(run->j, run->period, clock_now(), run->invoices);
+		log_info("invoice run %s: period %.7s, %d invoices", run->id, period, run->invoices);
+	}
+	free(result);
+	json_decref(res);
+	if (db_submit(run->j->app->db, b, job_run_recorded, run) != 0)
+		job_run_end(run, run->error == NULL);
+}
+
+static void job_run_chunk(struct job_run *run);
+
+static void
+job_run_chunk_done(const struct db_result *res, void *arg)
+{
+	struct job_run *run = arg;
+	int n;
+
+	if (!db_result_ok(res)) {
+		run->error = xstrdup(db_result_error(res));
+		log_warnx("invoice run %s failed: %s", run->id, run->error);
+		job_run_finish(run);
+		return;
+	}
+	n = atoi(PQgetvalue(db_result_get(res, 0), 0, 0));
+	run->invoices += n;
+	if (n == 0)
+		job_run_finish(run);
+	else
+		job_run_chunk(run);
+}
+
+static void
+job_run_chunk(struct job_run *run)
+{
+	char period[CIVIL_DATE_LEN], issue[CIVIL_DATE_LEN], now[24];
+	struct db_batch *b = db_batch_new();
+
+	civil_format_date(run->period, period);
+	civil_format_date(run->issue, issue);
+	usec_param(clock_now(), now);
+	const char *p[] = {period, issue, run->j->app->cfg->invoice_prefix, INVOICE_CHUNK, now};
+	db_batch_add(b,
+	    "SELECT creditd_invoice_chunk($1::date, $2::date, $3, $4::int, creditd_ts($5))", 5, p);
+	if (db_submit(run->j->app->db, b, job_run_chunk_done, run) != 0) {
+		run->error = xstrdup("database unavailable");
+		job_run_end(run, false); /* cannot record it either */
+	}
+}
+
+static void
+job_run_created(const struct db_result *res, void *arg)
+{
+	struct job_run *run = arg;
+
+	if (!db_result_ok(res)) {
+		for (struct job_waiter *w = run->waiters; w; w = w->next)
+			http_reply_db_error(w->r, res);
+		while (run->waiters) {
+			struct job_waiter *w = run->waiters;
+			run->waiters = w->next;
+			free(w);
+		}
+		run->error = xstrdup(db_result_error(res));
+		job_run_end(run, false);
+		return;
+	}
+	job_run_chunk(run);
+}
+
+/* Start a run; `r` (optional) is answered at once, or when done if wait. */
+static void
+jobs_start(struct jobs *j, int32_t period, const char *actor, struct http_req *r, bool wait,
+    struct sched *s)
+{
+	struct job_run *run = xcalloc(1, sizeof *run);
+	char now[24], params[64], period_s[CIVIL_DATE_LEN];
+	uuid_t u;
+
+	run->j = j;
+	run->period = period;
+	run->issue = tz_day_of(clock_now());
+	run->sched = s;
+	uuid_generate_random(u);
+	uuid_unparse_lower(u, run->id);
+	civil_format_date(period, period_s);
+	snprintf(params, sizeof params, "{\"period\": \"%.7s\"}", period_s);
+	usec_param(clock_now(), now);
+	j->running++;
+	if (r && wait) {
+		run->waiters = xcalloc(1, sizeof *run->waiters);
+		run->waiters->r = r;
+	}
+	const char *p[] = {run->id, params, actor, now};
+	struct db_batch *b = db_batch_new();
+	db_batch_add(b,
+	    "INSERT INTO jobs (id, kind, params, status, requested_by, created_at) VALUES "
+	    "($1::uuid, 'invoicing', $2::jsonb, 'running', $3, creditd_ts($4))",
+	    4, p);
+	if (db_submit(j->app->db, b, job_run_created, run) != 0) {
+		free(run->waiters);
+		run->waiters = NULL;
+		if (r)
+			http_reply_unavailable(r);
+		job_run_end(run, false);
+		return;
+	}
+	if (r && !wait)
+		http_reply_json(r, 202, job_run_json(run, "running"));
+}
+
+/* ---- schedule (R5.1) ---- */
+
+static void
+jobs_run_task(struct sched *s, int64_t due, void *arg)
+{
+	struct jobs *j = arg;
+	int32_t period = jobs_previous_month(due);
+
+	if (jobs_period(j, period) != NULL) {
+		/* already invoiced (by ops tooling or another daemon) */
+		jobs_schedule_next(j);
+		sched_task_done(s);
+		return;
+	}
+	jobs_start(j, period, "scheduler", NULL, false, s);
+}
+
+/* The next run: this month's if its period is not invoiced yet (catching up
+ * a missed run at once), else next month's. */
+static void
+jobs_schedule_next(struct jobs *j)
+{
+	int64_t now = clock_now();
+	int32_t month = tz_month_of(now);
+
+	if (jobs_period(j, jobs_previous_month(now)) != NULL)
+		civil_add_months(month, 1, &month);
+	/* in the past when a run was missed: it runs at once (catch-up) */
+	sched_add(j->app->sched, jobs_run_time(j, month), RUN_KEY, jobs_run_task, j);
+}
+
+static void
+jobs_periods_loaded(const struct db_result *res, void *arg)
+{
+	struct jobs *j = arg;
+	const PGresult *pg;
+
+	if (!db_result_ok(res)) {
+		log_warnx("invoice runs: cannot load: %s", db_result_error(res));
+		return;
+	}
+	pg = db_result_get(res, 0);
+	j->nperiods = 0;
+	for (int i = 0; i < PQntuples(pg) && i < PERIODS_KEPT; i++)
+		jobs_period_done(j, (int32_t)col_i64(pg, i, 0), col_i64(pg, i, 1),
+		    (int)col_i64(pg, i, 2));
+	jobs_schedule_next(j);
+}
+
+void
+jobs_db_ready(struct jobs *j)
+{
+	struct db_batch *b = db_batch_new();
+
+	db_batch_add(b,
+	    "SELECT period - date '1970-01-01', creditd_us(invoiced_at), invoices FROM "
+	    "invoice_runs ORDER BY period DESC LIMIT 24",
+	    0, NULL);
+	db_submit(j->app->db, b, jobs_periods_loaded, j);
+}
+
+void
+jobs_reschedule(struct jobs *j)
+{
+	/* a run in progress re-schedules itself when it ends */
+	if (sched_next(j->app->sched, RUN_KEY) >= 0)
+		jobs_schedule_next(j);
+}
+
+void
+jobs_metrics(struct evbuffer *out, void *arg)
+{
+	struct jobs *j = arg;
+	int64_t now = clock_now();
+	int32_t prev = jobs_previous_month(now);
+	const struct period_state *p = jobs_period(j, prev);
+	int64_t deadline = jobs_deadline(prev);
+	char period[CIVIL_DATE_LEN];
+
+	civil_format_date(prev, period);
+	evbuffer_add_printf(out,
+	    "# HELP creditd_invoice_period_invoiced Whether the previous month is invoiced.\n"
+	    "# TYPE creditd_invoice_period_invoiced gauge\n"
+	    "creditd_invoice_period_invoiced{period=\"%.7s\"} %d\n"
+	    "# HELP creditd_invoice_deadline_met The previous month was invoiced by the 10th.\n"
+	    "# TYPE creditd_invoice_deadline_met gauge\n"
+	    "creditd_invoice_deadline_met{period=\"%.7s\"} %d\n"
+	    "# HELP creditd_invoice_deadline_at_risk Not invoiced and under 48 h to the deadline.\n"
+	    "# TYPE creditd_invoice_deadline_at_risk gauge\n"
+	    "creditd_invoice_deadline_at_risk %d\n"
+	    "# HELP creditd_jobs_running Jobs running on this daemon.\n"
+	    "# TYPE creditd_jobs_running gauge\n"
+	    "creditd_jobs_running %d\n",
+	    period, p != NULL, period, p != NULL && p->invoiced_at <= deadline,
+	    p == NULL && now >= deadline - INT64_C(48) * 3600 * 1000000, j->running);
+}
+
+/* ---- HTTP ---- */
+
+void
+jobs_http_invoicing(struct http_req *r)
+{
+	static const char *const allowed[] = {"period", NULL};
+	struct app *app = http_req_app(r);
+	const char *wait = http_req_query(r, "wait");
+	int32_t period = jobs_previous_month(clock_now());
+	size_t len;
+	json_t *body;
+	const char *ps = NULL;
+	struct jf_err e;
+
+	http_req_body(r, &len);
+	body = len ? http_req_json_object(r) : NULL;
+	if (len && body == NULL)
+		return;
+	if (body && (jf_only(body, allowed, &e) < 0 ||
+			jf_string(body, "period", false, 7, &ps, &e) < 0)) {
+		http_reply_validation(r, &e);
+		return;
+	}
+	if (ps) {
+		char buf[CIVIL_DATE_LEN];
+		snprintf(buf, sizeof buf, "%.7s-01", ps);
+		if (strlen(ps) != 7 || civil_parse_date(buf, strlen(buf), &period) != 0) {
+			http_reply_error(r, 400, "validation_failed", "period: must be YYYY-MM",
+			    "period");
+			return;
+		}
+		if (period >= tz_month_of(clock_now())) {
+			http_reply_error(r, 400, "validation_failed",
+			    "period: only a month that has ended can be invoiced", "period");
+			return;
+		}
+	}
+	jobs_start(app->jobs, period, http_req_actor(r), r,
+	    wait && (strcmp(wait, "true") == 0 || strcmp(wait, "1") == 0), NULL);
+}
+
+static json_t *
+job_row_json(const PGresult *pg, int row)
+{
+	json_t *o = json_object();
+
+	json_object_set_new(o, "id", j_text_col(pg, row, col(pg, "id")));
+	json_object_set_new(o, "kind", j_text_col(pg, row, col(pg, "kind")));
+	json_object_set_new(o, "status", j_text_col(pg, row, col(pg, "status")));
+	json_object_set_new(o, "params", j_json_col(pg, row, col(pg, "params")));
+	if (!PQgetisnull(pg, row, col(pg, "result")))
+		json_object_set_new(o, "result", j_json_col(pg, row, col(pg, "result")));
+	if (!PQgetisnull(pg, row, col(pg, "error")))
+		json_object_set_new(o, "error", j_text_col(pg, row, col(pg, "error")));
+	json_object_set_new(o, "requested_by", j_text_col(pg, row, col(pg, "requested_by")));
+	json_object_set_new(o, "created_at", j_ts_col(pg, row, col(pg, "created_us")));
+	json_object_set_new(o, "finished_at", j_ts_col(pg, row, col(pg, "finished_us")));
+	return o;
+}
+
+#define JOB_SELECT                                                                                \
+	"SELECT id, kind, status, params::text, result::text, error, requested_by, seq, "          \
+	"creditd_us(created_at) AS created_us, creditd_us(finished_at) AS finished_us FROM jobs "
+
+static void
+jobs_get_cb(const struct db_result *res, void *arg)
+{
+	struct http_req *r = arg;
+	const PGresult *pg;
+
+	if (!db_result_ok(res)) {
+		http_reply_db_error(r, res);
+		return;
+	}
+	pg = db_result_get(res, 0);
+	if (PQntuples(pg) == 0) {
+		http_reply_error(r, 404, "not_found", "job not found", NULL);
+		return;
+	}
+	http_reply_json(r, 200, job_row_json(pg, 0));
+}
+
+void
+jobs_http_get(struct http_req *r)
+{
+	char id[37];
+	uuid_t u;
+	const char *s = http_req_capture(r, 0);
+
+	if (strlen(s) != 36 || uuid_parse(s, u) != 0) {
+		http_reply_error(r, 404, "not_found", "job not found", NULL);
+		return;
+	}
+	uuid_unparse_lower(u, id);
+	const char *p[] = {id};
+	struct db_batch *b = db_batch_new();
+	db_batch_add(b, JOB_SELECT "WHERE id = $1::uuid", 1, p);
+	http_submit(r, b, jobs_get_cb);
+}
+
+static void
+jobs_list_cb(const struct db_result *res, void *arg)
+{
+	http_reply_page(arg, res, 0, job_row_json, "seq");
+}
+
+void
+jobs_http_list(struct http_req *r)
+{
+	const char *kind = http_req_query(r, "kind");
+	int limit;
+	int64_t cursor;
+	char lim[16], cur[24];
+
+	if (!http_paging(r, "cursor", &limit, &cursor))
+		return;
+	snprintf(lim, sizeof lim, "%d", limit + 1);
+	snprintf(cur, sizeof cur, "%" PRId64, cursor > 0 ? cursor : INT64_MAX);
+	const char *p[] = {cur, lim, kind};
+	struct db_batch *b = db_batch_new();
+	db_batch_add(b,
+	    JOB_SELECT "WHERE seq < $1 AND ($3::text IS NULL OR kind = $3) ORDER BY seq DESC "
+		       "LIMIT $2",
+	    3, p);
+	http_submit(r, b, jobs_list_cb);
+}
+
+static json_t *
+jobs_ts(int64_t t)
+{
+	char buf[CIVIL_TS_LEN];
+
+	if (t < 0 || civil_format_rfc3339(t, buf) != 0)
+		return json_null();
+	return json_string(buf);
+}
+
+void
+jobs_http_schedule(struct http_req *r)
+{
+	struct app *app = http_req_app(r);
+	struct jobs *j = app->jobs;
+	int64_t now = clock_now();
+	int32_t month = tz_month_of(now);
+	json_t *next = json_array(), *periods = json_array();
+	static const char *const keys[] = {RUN_KEY, "month_rollover", "limit_changes"};
+
+	for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+		int64_t at = sched_next(app->sched, keys[i]);
+		if (at >= 0)
+			json_array_append_new(next,
+			    json_pack("{s:s, s:o}", "job", keys[i], "at", jobs_ts(at)));
+	}
+	/* the last 12 ended months, newest first */
+	for (int k = 1; k <= 12; k++) {
+		int32_t period;
+		char ps[CIVIL_DATE_LEN];
+		civil_add_months(month, -k, &period);
+		civil_format_date(period, ps);
+		ps[7] = '\0';
+		const struct period_state *p = jobs_period(j, period);
+		int64_t deadline = jobs_deadline(period);
+		json_t *o = json_pack("{s:s, s:o, s:b}", "period", ps, "deadline", jobs_ts(deadline),
+		    "invoiced", p != NULL);
+		json_object_set_new(o, "invoiced_at", p ? jobs_ts(p->invoiced_at) : json_null());
+		json_object_set_new(o, "invoices", p ? json_integer(p->invoices) : json_null());
+		json_object_set_new(o, "deadline_met",
+		    p ? json_boolean(p->invoiced_at <= deadline)
+		      : (now > deadline ? json_false() : json_null()));
+		json_array_append_new(periods, o);
+	}
+	http_reply_json(r, 200, json_pack("{s:o, s:o, s:o}", "now", jobs_ts(now), "next_runs", next,
+				    "periods", periods));
+}

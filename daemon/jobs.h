@@ -1,0 +1,35 @@
+/* jobs.h: the invoicing job (R5.1) and its schedule.
+ *
+ * A run invoices a period in chunks of accounts, each chunk one transaction
+ * (creditd_invoice_chunk), until no account is left; a crash mid-run loses
+ * at most the chunk in flight and the next run resumes without duplicates
+ * (one monthly invoice per account and period is a unique key). Runs are
+ * recorded in `jobs`; completed periods in `invoice_runs`. */
+#ifndef CREDITD_JOBS_H
+#define CREDITD_JOBS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct app;
+struct jobs;
+struct http_req;
+struct evbuffer;
+
+struct jobs *jobs_new(struct app *app);
+void jobs_free(struct jobs *j);
+/* Database ready: load completed periods, schedule the next run (catching
+ * up a missed one). */
+void jobs_db_ready(struct jobs *j);
+/* Config reloaded: the run day or time may have changed. */
+void jobs_reschedule(struct jobs *j);
+bool jobs_busy(const struct jobs *j);
+void jobs_metrics(struct evbuffer *out, void *arg);
+
+/* HTTP (API.md "Jobs"). */
+void jobs_http_invoicing(struct http_req *r);
+void jobs_http_get(struct http_req *r);
+void jobs_http_list(struct http_req *r);
+void jobs_http_schedule(struct http_req *r);
+
+#endif

@@ -1,0 +1,2 @@
+-- 0006_credit_notes: reserved; filled by its feature.
+SELECT 1;

@@ -1,0 +1,2 @@
+-- 0008_termination: reserved; filled by its feature.
+SELECT 1;
