@@ -14,6 +14,7 @@ struct metrics;
 struct acache;
 struct batcher;
 struct jobs;
+struct rates;
 
 struct app {
 	struct event_base *base;
@@ -26,6 +27,7 @@ struct app {
 	struct acache *acache;
 	struct batcher *batcher;
 	struct jobs *jobs;
+	struct rates *rates;
 	bool draining;
 };
 

@@ -24,8 +24,8 @@
 
 #define INVOICE_CHUNK "1000"
 #define RUN_KEY "invoice_run"
-#define RETRY_MIN_USEC INT64_C(60000000)      /* 1 min */
-#define RETRY_MAX_USEC INT64_C(3600000000)    /* 1 h */
+#define RETRY_MIN_USEC INT64_C(60000000)   /* 1 min */
+#define RETRY_MAX_USEC INT64_C(3600000000) /* 1 h */
 #define PERIODS_KEPT 24
 #define DEADLINE_DAY 10 /* R5.1: issued no later than the 10th */
 
@@ -38,7 +38,7 @@ struct job_run {
 	struct jobs *j;
 	char id[37];
 	int32_t period; /* first day of the billed month */
-	int32_t issue;	/* issue date (billing zone) */
+	int32_t issue;  /* issue date (billing zone) */
 	int invoices;
 	struct job_waiter *waiters;
 	struct sched *sched; /* set when the scheduler started it */
@@ -158,7 +158,8 @@ job_run_json(const struct job_run *run, const char *status)
 	period[7] = '\0';
 	o = json_pack("{s:s, s:s, s:s}", "id", run->id, "kind", "invoicing", "status", status);
 	if (strcmp(status, "running") != 0)
-		json_object_set_new(o, "result",
+		json_object_set_new(
+		    o, "result",
 		    json_pack("{s:s, s:i}", "period", period, "invoices", run->invoices));
 	if (run->error)
 		json_object_set_new(o, "error", json_string(run->error));
@@ -193,11 +194,12 @@ job_run_end(struct job_run *run, bool ok)
 			j->retry_usec = RETRY_MIN_USEC;
 			jobs_schedule_next(j);
 		} else {
-			log_warnx("invoice run: retrying in %" PRId64 " s", j->retry_usec / 1000000);
-			sched_add(j->app->sched, clock_now() + j->retry_usec, RUN_KEY, jobs_run_task,
-			    j);
-			j->retry_usec = j->retry_usec * 2 > RETRY_MAX_USEC ? RETRY_MAX_USEC
-									  : j->retry_usec * 2;
+			log_warnx("invoice run: retrying in %" PRId64 " s",
+			          j->retry_usec / 1000000);
+			sched_add(j->app->sched, clock_now() + j->retry_usec, RUN_KEY,
+			          jobs_run_task, j);
+			j->retry_usec =
+			    j->retry_usec * 2 > RETRY_MAX_USEC ? RETRY_MAX_USEC : j->retry_usec * 2;
 		}
 		sched_task_done(run->sched);
 	}
@@ -211,7 +213,7 @@ job_run_recorded(const struct db_result *res, void *arg)
 
 	if (!db_result_ok(res))
 		log_warnx("invoice run %s: could not record the outcome: %s", run->id,
-		    db_result_error(res));
+		          db_result_error(res));
 	job_run_end(run, run->error == NULL);
 }
 
@@ -226,21 +228,23 @@ job_run_finish(struct job_run *run)
 	usec_param(clock_now(), now);
 	civil_format_date(run->period, period);
 	snprintf(n, sizeof n, "%d", run->invoices);
-	const char *p[] = {run->id, run->error ? "failed" : "succeeded", result, run->error, now,
-	    period, n};
+	const char *p[] = {
+	    run->id, run->error ? "failed" : "succeeded", result, run->error, now, period, n};
 	db_batch_add(b,
-	    "UPDATE jobs SET status = $2, result = $3::jsonb, error = $4, finished_at = "
-	    "creditd_ts($5) WHERE id = $1::uuid",
-	    5, p);
+	             "UPDATE jobs SET status = $2, result = $3::jsonb, error = $4, finished_at = "
+	             "creditd_ts($5) WHERE id = $1::uuid",
+	             5, p);
 	if (run->error == NULL) {
 		const char *q[] = {period, now, n};
-		db_batch_add(b,
+		db_batch_add(
+		    b,
 		    "INSERT INTO invoice_runs (period, invoiced_at, invoices) VALUES ($1::date, "
 		    "creditd_ts($2), $3::int) ON CONFLICT (period) DO UPDATE SET invoices = "
 		    "invoice_runs.invoices + excluded.invoices",
 		    3, q);
 		jobs_period_done(run->j, run->period, clock_now(), run->invoices);
-		log_info("invoice run %s: period %.7s, %d invoices", run->id, period, run->invoices);
+		log_info("invoice run %s: period %.7s, %d invoices", run->id, period,
+		         run->invoices);
 	}
 	free(result);
 	json_decref(res);
@@ -280,8 +284,9 @@ job_run_chunk(struct job_run *run)
 	civil_format_date(run->issue, issue);
 	usec_param(clock_now(), now);
 	const char *p[] = {period, issue, run->j->app->cfg->invoice_prefix, INVOICE_CHUNK, now};
-	db_batch_add(b,
-	    "SELECT creditd_invoice_chunk($1::date, $2::date, $3, $4::int, creditd_ts($5))", 5, p);
+	db_batch_add(
+	    b, "SELECT creditd_invoice_chunk($1::date, $2::date, $3, $4::int, creditd_ts($5))", 5,
+	    p);
 	if (db_submit(run->j->app->db, b, job_run_chunk_done, run) != 0) {
 		run->error = xstrdup("database unavailable");
 		job_run_end(run, false); /* cannot record it either */
@@ -311,7 +316,7 @@ job_run_created(const struct db_result *res, void *arg)
 /* Start a run; `r` (optional) is answered at once, or when done if wait. */
 static void
 jobs_start(struct jobs *j, int32_t period, const char *actor, struct http_req *r, bool wait,
-    struct sched *s)
+           struct sched *s)
 {
 	struct job_run *run = xcalloc(1, sizeof *run);
 	char now[24], params[64], period_s[CIVIL_DATE_LEN];
@@ -334,9 +339,9 @@ jobs_start(struct jobs *j, int32_t period, const char *actor, struct http_req *r
 	const char *p[] = {run->id, params, actor, now};
 	struct db_batch *b = db_batch_new();
 	db_batch_add(b,
-	    "INSERT INTO jobs (id, kind, params, status, requested_by, created_at) VALUES "
-	    "($1::uuid, 'invoicing', $2::jsonb, 'running', $3, creditd_ts($4))",
-	    4, p);
+	             "INSERT INTO jobs (id, kind, params, status, requested_by, created_at) VALUES "
+	             "($1::uuid, 'invoicing', $2::jsonb, 'running', $3, creditd_ts($4))",
+	             4, p);
 	if (db_submit(j->app->db, b, job_run_created, run) != 0) {
 		free(run->waiters);
 		run->waiters = NULL;
@@ -394,7 +399,7 @@ jobs_periods_loaded(const struct db_result *res, void *arg)
 	j->nperiods = 0;
 	for (int i = 0; i < PQntuples(pg) && i < PERIODS_KEPT; i++)
 		jobs_period_done(j, (int32_t)col_i64(pg, i, 0), col_i64(pg, i, 1),
-		    (int)col_i64(pg, i, 2));
+		                 (int)col_i64(pg, i, 2));
 	jobs_schedule_next(j);
 }
 
@@ -404,9 +409,9 @@ jobs_db_ready(struct jobs *j)
 	struct db_batch *b = db_batch_new();
 
 	db_batch_add(b,
-	    "SELECT period - date '1970-01-01', creditd_us(invoiced_at), invoices FROM "
-	    "invoice_runs ORDER BY period DESC LIMIT 24",
-	    0, NULL);
+	             "SELECT period - date '1970-01-01', creditd_us(invoiced_at), invoices FROM "
+	             "invoice_runs ORDER BY period DESC LIMIT 24",
+	             0, NULL);
 	db_submit(j->app->db, b, jobs_periods_loaded, j);
 }
 
@@ -429,7 +434,8 @@ jobs_metrics(struct evbuffer *out, void *arg)
 	char period[CIVIL_DATE_LEN];
 
 	civil_format_date(prev, period);
-	evbuffer_add_printf(out,
+	evbuffer_add_printf(
+	    out,
 	    "# HELP creditd_invoice_period_invoiced Whether the previous month is invoiced.\n"
 	    "# TYPE creditd_invoice_period_invoiced gauge\n"
 	    "creditd_invoice_period_invoiced{period=\"%.7s\"} %d\n"
@@ -464,8 +470,8 @@ jobs_http_invoicing(struct http_req *r)
 	body = len ? http_req_json_object(r) : NULL;
 	if (len && body == NULL)
 		return;
-	if (body && (jf_only(body, allowed, &e) < 0 ||
-			jf_string(body, "period", false, 7, &ps, &e) < 0)) {
+	if (body &&
+	    (jf_only(body, allowed, &e) < 0 || jf_string(body, "period", false, 7, &ps, &e) < 0)) {
 		http_reply_validation(r, &e);
 		return;
 	}
@@ -474,17 +480,18 @@ jobs_http_invoicing(struct http_req *r)
 		snprintf(buf, sizeof buf, "%.7s-01", ps);
 		if (strlen(ps) != 7 || civil_parse_date(buf, strlen(buf), &period) != 0) {
 			http_reply_error(r, 400, "validation_failed", "period: must be YYYY-MM",
-			    "period");
+			                 "period");
 			return;
 		}
 		if (period >= tz_month_of(clock_now())) {
 			http_reply_error(r, 400, "validation_failed",
-			    "period: only a month that has ended can be invoiced", "period");
+			                 "period: only a month that has ended can be invoiced",
+			                 "period");
 			return;
 		}
 	}
 	jobs_start(app->jobs, period, http_req_actor(r), r,
-	    wait && (strcmp(wait, "true") == 0 || strcmp(wait, "1") == 0), NULL);
+	           wait && (strcmp(wait, "true") == 0 || strcmp(wait, "1") == 0), NULL);
 }
 
 static json_t *
@@ -506,7 +513,7 @@ job_row_json(const PGresult *pg, int row)
 	return o;
 }
 
-#define JOB_SELECT                                                                                \
+#define JOB_SELECT                                                                                 \
 	"SELECT id, kind, status, params::text, result::text, error, requested_by, seq, "          \
 	"creditd_us(created_at) AS created_us, creditd_us(finished_at) AS finished_us FROM jobs "
 
@@ -567,9 +574,10 @@ jobs_http_list(struct http_req *r)
 	const char *p[] = {cur, lim, kind};
 	struct db_batch *b = db_batch_new();
 	db_batch_add(b,
-	    JOB_SELECT "WHERE seq < $1 AND ($3::text IS NULL OR kind = $3) ORDER BY seq DESC "
-		       "LIMIT $2",
-	    3, p);
+	             JOB_SELECT
+	             "WHERE seq < $1 AND ($3::text IS NULL OR kind = $3) ORDER BY seq DESC "
+	             "LIMIT $2",
+	             3, p);
 	http_submit(r, b, jobs_list_cb);
 }
 
@@ -596,8 +604,8 @@ jobs_http_schedule(struct http_req *r)
 	for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
 		int64_t at = sched_next(app->sched, keys[i]);
 		if (at >= 0)
-			json_array_append_new(next,
-			    json_pack("{s:s, s:o}", "job", keys[i], "at", jobs_ts(at)));
+			json_array_append_new(
+			    next, json_pack("{s:s, s:o}", "job", keys[i], "at", jobs_ts(at)));
 	}
 	/* the last 12 ended months, newest first */
 	for (int k = 1; k <= 12; k++) {
@@ -608,15 +616,16 @@ jobs_http_schedule(struct http_req *r)
 		ps[7] = '\0';
 		const struct period_state *p = jobs_period(j, period);
 		int64_t deadline = jobs_deadline(period);
-		json_t *o = json_pack("{s:s, s:o, s:b}", "period", ps, "deadline", jobs_ts(deadline),
-		    "invoiced", p != NULL);
+		json_t *o = json_pack("{s:s, s:o, s:b}", "period", ps, "deadline",
+		                      jobs_ts(deadline), "invoiced", p != NULL);
 		json_object_set_new(o, "invoiced_at", p ? jobs_ts(p->invoiced_at) : json_null());
 		json_object_set_new(o, "invoices", p ? json_integer(p->invoices) : json_null());
 		json_object_set_new(o, "deadline_met",
-		    p ? json_boolean(p->invoiced_at <= deadline)
-		      : (now > deadline ? json_false() : json_null()));
+		                    p ? json_boolean(p->invoiced_at <= deadline)
+		                      : (now > deadline ? json_false() : json_null()));
 		json_array_append_new(periods, o);
 	}
-	http_reply_json(r, 200, json_pack("{s:o, s:o, s:o}", "now", jobs_ts(now), "next_runs", next,
-				    "periods", periods));
+	http_reply_json(r, 200,
+	                json_pack("{s:o, s:o, s:o}", "now", jobs_ts(now), "next_runs", next,
+	                          "periods", periods));
 }

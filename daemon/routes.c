@@ -7,6 +7,7 @@
 #include "jobs.h"
 #include "http_ops.h"
 #include "http_payments.h"
+#include "http_rates.h"
 #include "http_reports.h"
 #include "http_usage.h"
 
@@ -50,6 +51,12 @@ const struct route routes_table[] = {
     {R_GET, "/v1/jobs", SCOPE_READ, jobs_http_list, "jobs_list", false},
     {R_GET, "/v1/jobs/{}", SCOPE_READ, jobs_http_get, "jobs_get", false},
     {R_GET, "/v1/schedule", SCOPE_READ, jobs_http_schedule, "schedule", false},
+    /* reference data (R6.5) */
+    {R_GET, "/v1/statutory-rates/{}", SCOPE_READ, http_rates_statutory, "statutory_rates", false},
+    {R_GET, "/v1/reference-rates/{}", SCOPE_READ, http_rates_reference_get, "reference_rates_get",
+     false},
+    {R_PUT, "/v1/reference-rates/{}", SCOPE_ADMIN, http_rates_reference_put, "reference_rates_put",
+     false},
     /* usage (R3) */
     {R_POST, "/v1/events", SCOPE_INGEST, http_usage_events, "events", false},
     {R_POST, "/v1/authorize", SCOPE_INGEST, http_usage_authorize, "authorize", false},

@@ -15,6 +15,7 @@
 #include "db.h"
 #include "http_util.h"
 #include "jobs.h"
+#include "rates.h"
 #include "log.h"
 #include "metrics.h"
 #include "sched.h"
@@ -221,6 +222,7 @@ service_init(struct app *app)
 	app->acache = acache_new();
 	app->batcher = batcher_new(app);
 	app->jobs = jobs_new(app);
+	app->rates = rates_new(app);
 	metrics_add_writer(app->metrics, service_metrics, app);
 	metrics_add_writer(app->metrics, jobs_metrics, app->jobs);
 }
@@ -234,6 +236,7 @@ service_db_ready(struct app *app)
 	          service_rollover_task, app);
 	service_limit_changes_changed(app);
 	jobs_db_ready(app->jobs);
+	rates_reload(app->rates);
 }
 
 void
@@ -274,5 +277,6 @@ service_free(struct app *app)
 {
 	batcher_free(app->batcher);
 	jobs_free(app->jobs);
+	rates_free(app->rates);
 	acache_free(app->acache);
 }

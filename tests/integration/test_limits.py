@@ -10,6 +10,9 @@ before) and on to 2026-01-25T10:00:00Z; later tests start from there. Tests
 run in name order and depend on that order (earlier tests leave scheduled
 changes that test_90 checks), so keep the numbering."""
 
+import datetime
+import json
+import socket
 import urllib.parse
 import uuid
 
@@ -776,21 +779,57 @@ class Limits(harness.DaemonTestCase):
                           for n in self.notifications("L-SUP", "limit.changed")
                           if n["payload"]["monthly_limit"] != "100"], ["60"])
 
+    def pipelined(self, requests):
+        """Sends several requests in one write on a fresh connection (HTTP/1.1
+        pipelining) and returns [(status, parsed body)] in order."""
+        data = b""
+        for method, path, body, token in requests:
+            raw = json.dumps(body).encode()
+            data += (f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                     f"Authorization: Bearer {self.daemon.secret(token)}\r\n"
+                     f"Content-Type: application/json\r\nContent-Length: {len(raw)}\r\n"
+                     "\r\n").encode() + raw
+        out = []
+        with socket.create_connection(("127.0.0.1", self.daemon.port), timeout=30) as s:
+            s.sendall(data)
+            f = s.makefile("rb")
+            for _ in requests:
+                status = int(f.readline().split()[1])
+                length = 0
+                while True:
+                    line = f.readline()
+                    if line in (b"\r\n", b""):
+                        break
+                    k, _, v = line.decode("latin-1").partition(":")
+                    if k.strip().lower() == "content-length":
+                        length = int(v)
+                out.append((status, json.loads(f.read(length))))
+        return out
+
     def test_91_change_scheduled_right_before_a_clock_move(self):
-        # A raise with an explicit effective_at is scheduled then (no notice
-        # needed); moving the clock right after must apply it before answering.
+        # R1.6: a change scheduled by an answered request and due by the new
+        # time is applied before PUT /v1/test/clock answers, even when the
+        # clock request follows at once (same connection, one write). A raise
+        # with an explicit effective_at is scheduled then, with no notice.
         self.account("L-RACE", monthly_limit="100")
         now = 1769335200  # 2026-01-25T10:00:00Z
         missed = []
         for i in range(1, 21):
             at = _ts(now + i)
-            out = self.set_limits("L-RACE", monthly_limit=str(100 + i), effective_at=at)
-            self.assertEqual(out, {"applied": False, "effective_at": at})
-            self.move_clock(at)
+            limits, clock = self.pipelined([
+                ("PUT", self.path("L-RACE", "/limits"),
+                 {"monthly_limit": str(100 + i), "effective_at": at, "reason": "race"}, "finance"),
+                ("PUT", "/v1/test/clock", {"now": at}, "admin"),
+            ])
+            self.assertEqual(limits, (200, {"applied": False, "effective_at": at}))
+            self.assertEqual(clock, (200, {"now": at}))
             a = self.get_account("L-RACE")
             if a["monthly_limit"] != str(100 + i):
                 missed.append((i, a["monthly_limit"], a["pending_limit_changes"]))
         self.assertEqual(missed, [])
+        ch = self.changes("L-RACE")
+        self.assertEqual([(c["status"], c["applied_at"]) for c in ch[:2]],
+                         [("applied", _ts(now + 20)), ("applied", _ts(now + 19))], ch)
 
     def test_95_restarted_daemon_applies_pending_changes(self):
         # A change scheduled before a restart still applies when it falls due.
@@ -812,7 +851,6 @@ class Limits(harness.DaemonTestCase):
 
 
 def _ts(epoch: int) -> str:
-    import datetime
     return datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc).strftime(
         "%Y-%m-%dT%H:%M:%SZ")
 

@@ -1,0 +1,18 @@
+/* rates.h: the statutory rules and reference series (R6.5) held in memory,
+ * loaded from the database at start and reloaded after a change. */
+#ifndef CREDITD_RATES_H
+#define CREDITD_RATES_H
+
+#include <stdbool.h>
+
+struct app;
+struct rates;
+struct ratetable;
+
+struct rates *rates_new(struct app *app);
+void rates_free(struct rates *r);
+void rates_reload(struct rates *r);
+/* The current table; NULL until the first load completed. */
+const struct ratetable *rates_table(const struct rates *r);
+
+#endif
