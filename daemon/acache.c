@@ -218,10 +218,11 @@ acache_load_next(struct acache *c)
 }
 
 void
-acache_reload(struct acache *c, struct app *app)
+acache_reload(struct acache *c, struct app *app, bool block)
 {
 	c->app = app;
-	c->loaded = false;
+	if (block)
+		c->loaded = false;
 	c->generation++;
 	c->load_cursor = 0;
 	acache_load_next(c);

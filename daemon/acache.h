@@ -34,7 +34,10 @@ const struct acache_entry *acache_find(const struct acache *c, const char *ref);
 void acache_update(struct acache *c, const PGresult *res, int row);
 size_t acache_count(const struct acache *c);
 bool acache_loaded(const struct acache *c);
-/* (Re)load everything, asynchronously, in pages. */
-void acache_reload(struct acache *c, struct app *app);
+/* (Re)load everything, asynchronously, in pages. With block, authorization
+ * waits (503) until the load completed (start-up, after a lost connection);
+ * without, the current entries keep serving and are updated page by page
+ * (after a job moved many balances). */
+void acache_reload(struct acache *c, struct app *app, bool block);
 
 #endif

@@ -16,6 +16,7 @@
 #include "db.h"
 #include "http.h"
 #include "http_util.h"
+#include "daily.h"
 #include "jsonfield.h"
 #include "log.h"
 #include "sched.h"
@@ -36,8 +37,10 @@ struct job_waiter {
 
 struct job_run {
 	struct jobs *j;
+	bool daily;     /* kind: daily job, else invoicing */
+	json_t *result; /* set by the daily job */
 	char id[37];
-	int32_t period; /* first day of the billed month */
+	int32_t period; /* invoicing: first day of the billed month; daily: the date */
 	int32_t issue;  /* issue date (billing zone) */
 	int invoices;
 	struct job_waiter *waiters;
@@ -155,12 +158,19 @@ job_run_json(const struct job_run *run, const char *status)
 	json_t *o;
 
 	civil_format_date(run->period, period);
-	period[7] = '\0';
-	o = json_pack("{s:s, s:s, s:s}", "id", run->id, "kind", "invoicing", "status", status);
-	if (strcmp(status, "running") != 0)
-		json_object_set_new(
-		    o, "result",
-		    json_pack("{s:s, s:i}", "period", period, "invoices", run->invoices));
+	o = json_pack("{s:s, s:s, s:s}", "id", run->id, "kind", run->daily ? "daily" : "invoicing",
+	              "status", status);
+	if (strcmp(status, "running") != 0) {
+		if (run->daily) {
+			if (run->result)
+				json_object_set(o, "result", run->result);
+		} else {
+			period[7] = '\0';
+			json_object_set_new(
+			    o, "result",
+			    json_pack("{s:s, s:i}", "period", period, "invoices", run->invoices));
+		}
+	}
 	if (run->error)
 		json_object_set_new(o, "error", json_string(run->error));
 	return o;
@@ -175,6 +185,7 @@ job_run_free(struct job_run *run)
 		free(w);
 	}
 	free(run->error);
+	json_decref(run->result);
 	free(run);
 }
 
@@ -187,9 +198,12 @@ job_run_end(struct job_run *run, bool ok)
 	for (struct job_waiter *w = run->waiters; w; w = w->next)
 		http_reply_json(w->r, 202, job_run_json(run, status));
 	j->running--;
-	if (ok && run->invoices > 0)
-		acache_reload(j->app->acache, j->app); /* exposure moved to open balances */
-	if (run->sched) {
+	if (ok && (run->invoices > 0 || run->daily))
+		acache_reload(j->app->acache, j->app, false); /* exposure and reasons moved */
+	if (run->sched && run->daily) {
+		daily_schedule_next(j->app, !ok);
+		sched_task_done(run->sched);
+	} else if (run->sched) {
 		if (ok) {
 			j->retry_usec = RETRY_MIN_USEC;
 			jobs_schedule_next(j);
@@ -234,7 +248,7 @@ job_run_finish(struct job_run *run)
 	             "UPDATE jobs SET status = $2, result = $3::jsonb, error = $4, finished_at = "
 	             "creditd_ts($5) WHERE id = $1::uuid",
 	             5, p);
-	if (run->error == NULL) {
+	if (run->error == NULL && !run->daily) {
 		const char *q[] = {period, now, n};
 		db_batch_add(
 		    b,
@@ -310,38 +324,66 @@ job_run_created(const struct db_result *res, void *arg)
 		job_run_end(run, false);
 		return;
 	}
-	job_run_chunk(run);
+	if (run->daily)
+		daily_start(run);
+	else
+		job_run_chunk(run);
+}
+
+struct app *
+job_run_app(const struct job_run *run)
+{
+	return run->j->app;
+}
+
+int32_t
+job_run_day(const struct job_run *run)
+{
+	return run->period;
+}
+
+void
+job_run_complete(struct job_run *run, json_t *result, const char *error)
+{
+	run->result = result;
+	if (error)
+		run->error = xstrdup(error);
+	job_run_finish(run);
 }
 
 /* Start a run; `r` (optional) is answered at once, or when done if wait. */
 static void
-jobs_start(struct jobs *j, int32_t period, const char *actor, struct http_req *r, bool wait,
-           struct sched *s)
+jobs_start(struct jobs *j, bool daily, int32_t period, const char *actor, struct http_req *r,
+           bool wait, struct sched *s)
 {
 	struct job_run *run = xcalloc(1, sizeof *run);
 	char now[24], params[64], period_s[CIVIL_DATE_LEN];
 	uuid_t u;
 
 	run->j = j;
+	run->daily = daily;
 	run->period = period;
 	run->issue = tz_day_of(clock_now());
 	run->sched = s;
 	uuid_generate_random(u);
 	uuid_unparse_lower(u, run->id);
 	civil_format_date(period, period_s);
-	snprintf(params, sizeof params, "{\"period\": \"%.7s\"}", period_s);
+	if (daily)
+		snprintf(params, sizeof params, "{\"date\": \"%s\"}", period_s);
+	else
+		snprintf(params, sizeof params, "{\"period\": \"%.7s\"}", period_s);
 	usec_param(clock_now(), now);
 	j->running++;
 	if (r && wait) {
 		run->waiters = xcalloc(1, sizeof *run->waiters);
 		run->waiters->r = r;
 	}
-	const char *p[] = {run->id, params, actor, now};
+	const char *p[] = {run->id, params, actor, now, daily ? "daily" : "invoicing"};
 	struct db_batch *b = db_batch_new();
 	db_batch_add(b,
 	             "INSERT INTO jobs (id, kind, params, status, requested_by, created_at) VALUES "
-	             "($1::uuid, 'invoicing', $2::jsonb, 'running', $3, creditd_ts($4))",
-	             4, p);
+	             "($1::uuid, $5, $2::jsonb, 'running', $3, creditd_ts($4))",
+	             5, p);
 	if (db_submit(j->app->db, b, job_run_created, run) != 0) {
 		free(run->waiters);
 		run->waiters = NULL;
@@ -368,7 +410,7 @@ jobs_run_task(struct sched *s, int64_t due, void *arg)
 		sched_task_done(s);
 		return;
 	}
-	jobs_start(j, period, "scheduler", NULL, false, s);
+	jobs_start(j, false, period, "scheduler", NULL, false, s);
 }
 
 /* The next run: this month's if its period is not invoiced yet (catching up
@@ -490,7 +532,7 @@ jobs_http_invoicing(struct http_req *r)
 			return;
 		}
 	}
-	jobs_start(app->jobs, period, http_req_actor(r), r,
+	jobs_start(app->jobs, false, period, http_req_actor(r), r,
 	           wait && (strcmp(wait, "true") == 0 || strcmp(wait, "1") == 0), NULL);
 }
 
@@ -628,4 +670,39 @@ jobs_http_schedule(struct http_req *r)
 	http_reply_json(r, 200,
 	                json_pack("{s:o, s:o, s:o}", "now", jobs_ts(now), "next_runs", next,
 	                          "periods", periods));
+}
+
+void
+jobs_start_daily(struct app *app, int32_t day, const char *actor, struct http_req *r, bool wait,
+                 struct sched *s)
+{
+	jobs_start(app->jobs, true, day, actor, r, wait, s);
+}
+
+void
+jobs_http_daily(struct http_req *r)
+{
+	static const char *const allowed[] = {"date", NULL};
+	const char *wait = http_req_query(r, "wait");
+	int32_t day = tz_day_of(clock_now());
+	size_t len;
+	json_t *body;
+	struct jf_err e;
+
+	http_req_body(r, &len);
+	body = len ? http_req_json_object(r) : NULL;
+	if (len && body == NULL)
+		return;
+	if (body &&
+	    (jf_only(body, allowed, &e) < 0 || jf_date(body, "date", false, &day, &e) < 0)) {
+		http_reply_validation(r, &e);
+		return;
+	}
+	if (day > tz_day_of(clock_now())) {
+		http_reply_error(r, 400, "validation_failed", "date: must not be in the future",
+		                 "date");
+		return;
+	}
+	jobs_start_daily(http_req_app(r), day, http_req_actor(r), r,
+	                 wait && (strcmp(wait, "true") == 0 || strcmp(wait, "1") == 0), NULL);
 }

@@ -26,7 +26,20 @@ void jobs_reschedule(struct jobs *j);
 bool jobs_busy(const struct jobs *j);
 void jobs_metrics(struct evbuffer *out, void *arg);
 
+/* For job implementations (daily.c). */
+struct job_run;
+struct sched;
+#include <jansson.h>
+struct app *job_run_app(const struct job_run *run);
+int32_t job_run_day(const struct job_run *run);
+/* End the run: result (stolen, may be NULL) or error (copied). */
+void job_run_complete(struct job_run *run, json_t *result, const char *error);
+/* Start the daily job for `day` (the scheduler passes s, HTTP passes r). */
+void jobs_start_daily(struct app *app, int32_t day, const char *actor, struct http_req *r,
+                      bool wait, struct sched *s);
+
 /* HTTP (API.md "Jobs"). */
+void jobs_http_daily(struct http_req *r);
 void jobs_http_invoicing(struct http_req *r);
 void jobs_http_get(struct http_req *r);
 void jobs_http_list(struct http_req *r);

@@ -205,6 +205,7 @@ main(int argc, char **argv)
 	bool test_clock = false;
 	const char *test_clock_at = NULL;
 	char err[1024];
+	char *tz_name = NULL;
 	int c;
 
 	memset(&st, 0, sizeof st);
@@ -273,7 +274,9 @@ main(int argc, char **argv)
 		fatalx("cannot create the event loop");
 	st.app.db = db_new(st.app.base, st.app.cfg->database_conninfo,
 	                   st.migrate_only ? 1 : st.app.cfg->pool_size);
-	db_set_conn_setup(st.app.db, migrate_conn_setup, NULL);
+	/* a copy: the config is swapped on reload, the zone cannot change */
+	tz_name = xstrdup(st.app.cfg->billing_timezone);
+	db_set_conn_setup(st.app.db, migrate_conn_setup, tz_name);
 	db_set_setup_cb(st.app.db, main_db_setup, &st);
 
 	if (st.migrate_only) {
@@ -332,6 +335,7 @@ out:
 		event_free(st.ev_watchdog);
 	event_base_free(st.app.base);
 	config_free(st.app.cfg);
+	free(tz_name);
 	libevent_global_shutdown();
 	return st.exit_code;
 }

@@ -130,14 +130,21 @@ void
 migrate_conn_setup(struct db_conn *conn, void *arg)
 {
 	struct migrate_run *m = xcalloc(1, sizeof *m);
+	const char *tz = arg ? arg : "UTC";
+	char *sql;
 
-	(void)arg;
 	m->conn = conn;
-	db_conn_simple(conn,
-	               "SET client_min_messages = warning;"
-	               "SELECT pg_advisory_lock(" MIGRATE_LOCK_KEY ");"
-	               "CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, "
-	               "name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now());"
-	               "SELECT coalesce(max(version), 0) FROM schema_migrations;",
-	               migrate_checked, m);
+	/* the session works in the billing zone (R1.5): dates derived from
+	 * timestamps in SQL are billing-zone dates. The name is shape-checked
+	 * by the config parser ([A-Za-z0-9_+/-]). */
+	xasprintf(&sql,
+	          "SET client_min_messages = warning;"
+	          "SET TIME ZONE '%s';"
+	          "SELECT pg_advisory_lock(" MIGRATE_LOCK_KEY ");"
+	          "CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, "
+	          "name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now());"
+	          "SELECT coalesce(max(version), 0) FROM schema_migrations;",
+	          tz);
+	db_conn_simple(conn, sql, migrate_checked, m);
+	free(sql);
 }

@@ -16,7 +16,8 @@ struct migration {
 extern const struct migration migrations[];
 extern const int migrations_count;
 
-/* db_conn_setup_fn: check and migrate, then db_conn_setup_done(). */
+/* db_conn_setup_fn: check and migrate, then db_conn_setup_done(). arg is the
+ * billing time zone name (the session's TimeZone). */
 void migrate_conn_setup(struct db_conn *conn, void *arg);
 
 #endif

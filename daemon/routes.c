@@ -48,6 +48,7 @@ const struct route routes_table[] = {
     {R_POST, "/v1/payments", SCOPE_WRITE, http_payments_create, "payments_create", false},
     /* jobs (R5.1) */
     {R_POST, "/v1/jobs/invoicing", SCOPE_OPS, jobs_http_invoicing, "jobs_invoicing", false},
+    {R_POST, "/v1/jobs/daily", SCOPE_OPS, jobs_http_daily, "jobs_daily", false},
     {R_GET, "/v1/jobs", SCOPE_READ, jobs_http_list, "jobs_list", false},
     {R_GET, "/v1/jobs/{}", SCOPE_READ, jobs_http_get, "jobs_get", false},
     {R_GET, "/v1/schedule", SCOPE_READ, jobs_http_schedule, "schedule", false},

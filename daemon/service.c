@@ -14,6 +14,7 @@
 #include "config.h"
 #include "db.h"
 #include "http_util.h"
+#include "daily.h"
 #include "jobs.h"
 #include "rates.h"
 #include "log.h"
@@ -230,13 +231,14 @@ service_init(struct app *app)
 void
 service_db_ready(struct app *app)
 {
-	acache_reload(app->acache, app);
+	acache_reload(app->acache, app, true);
 	/* catch up a rollover missed while down: due now if any counter is old */
 	sched_add(app->sched, tz_day_start(tz_month_of(clock_now())), ROLLOVER_KEY,
 	          service_rollover_task, app);
 	service_limit_changes_changed(app);
 	jobs_db_ready(app->jobs);
 	rates_reload(app->rates);
+	daily_db_ready(app);
 }
 
 void
@@ -244,7 +246,7 @@ service_db_reconnected(struct app *app)
 {
 	/* R9.2: changes made while we were away must be seen before authorizing */
 	if (acache_loaded(app->acache))
-		acache_reload(app->acache, app);
+		acache_reload(app->acache, app, true);
 }
 
 void

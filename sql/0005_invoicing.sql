@@ -134,6 +134,18 @@ CREATE FUNCTION creditd_invoice_interest_lines(p_account uuid, p_invoice uuid, p
                                                p_first_line int, p_at timestamptz)
 RETURNS int LANGUAGE sql AS $$ SELECT 0 $$;
 
+-- Accounts with something to bill for p_period and no monthly invoice for
+-- it yet, in id order. The interest migration extends "something to bill".
+CREATE FUNCTION creditd_invoice_candidates(p_period date, p_limit int) RETURNS uuid[]
+LANGUAGE sql STABLE AS $$
+    SELECT array_agg(account_id ORDER BY account_id) FROM (
+        SELECT DISTINCT r.account_id FROM usage_rollups r
+         WHERE r.invoice_id IS NULL AND r.period <= p_period
+           AND NOT EXISTS (SELECT 1 FROM invoices i WHERE i.account_id = r.account_id
+                              AND i.period = p_period AND i.kind = 'monthly')
+         ORDER BY r.account_id LIMIT p_limit) s
+$$;
+
 -- R5.1-R5.4: invoice up to p_limit accounts that have unbilled usage of
 -- p_period or earlier and no monthly invoice for p_period yet; one
 -- transaction. Set-based over rollups. Returns how many accounts it invoiced
@@ -149,12 +161,7 @@ DECLARE
 BEGIN
     -- one run per period at a time, across daemons (R5.1, R9.2)
     PERFORM pg_advisory_xact_lock(7274100, p_period - date '2000-01-01');
-    SELECT array_agg(account_id ORDER BY account_id) INTO accs FROM (
-        SELECT DISTINCT r.account_id FROM usage_rollups r
-         WHERE r.invoice_id IS NULL AND r.period <= p_period
-           AND NOT EXISTS (SELECT 1 FROM invoices i WHERE i.account_id = r.account_id
-                              AND i.period = p_period AND i.kind = 'monthly')
-         ORDER BY r.account_id LIMIT p_limit) s;
+    accs := creditd_invoice_candidates(p_period, p_limit);
     IF accs IS NULL THEN
         RETURN 0;
     END IF;
@@ -198,10 +205,11 @@ BEGIN
     INSERT INTO invoices (id, number, account_id, kind, period, issue_date, due_date, currency,
                           currency_exp, usage_total, total, created_at)
     SELECT n2.invoice_id, n2.number, n2.account_id, 'monthly', p_period, p_issue,
-           p_issue + n2.terms, n2.currency, n2.exp, t.amount, t.amount, p_at
+           p_issue + n2.terms, n2.currency, n2.exp, coalesce(t.amount, 0),
+           coalesce(t.amount, 0), p_at
       FROM inv_new n2
-      JOIN (SELECT account_id, sum(amount) AS amount FROM inv_lines_new GROUP BY account_id) t
-        ON t.account_id = n2.account_id;
+      LEFT JOIN (SELECT account_id, sum(amount) AS amount FROM inv_lines_new
+                  GROUP BY account_id) t ON t.account_id = n2.account_id;
 
     INSERT INTO invoice_lines (invoice_id, line_no, kind, service, destination, period,
                                quantity, unit_price, exact, amount, description)
@@ -243,8 +251,8 @@ BEGIN
         open_balance = a.open_balance + s.total - s.applied,
         updated_at = p_at
       FROM (SELECT n2.account_id, i.total, i.credit_applied AS applied,
-                   (SELECT sum(l.exact) FROM inv_lines_new l
-                     WHERE l.account_id = n2.account_id) AS exact
+                   coalesce((SELECT sum(l.exact) FROM inv_lines_new l
+                              WHERE l.account_id = n2.account_id), 0) AS exact
               FROM inv_new n2 JOIN invoices i ON i.id = n2.invoice_id) s
      WHERE a.id = s.account_id;
     PERFORM creditd_notify(i.account_id, 'invoice.issued', p_at,

@@ -1,0 +1,379 @@
+/* daily.c: the daily job's steps. */
+#include "daily.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "app.h"
+#include "civil.h"
+#include "clock.h"
+#include "config.h"
+#include "db.h"
+#include "http_util.h"
+#include "interest.h"
+#include "jobs.h"
+#include "log.h"
+#include "ratetable.h"
+#include "rates.h"
+#include "sched.h"
+#include "tz.h"
+#include "xmalloc.h"
+
+#define DAILY_KEY "daily"
+#define DAILY_MINUTES 5      /* 00:05 in the billing zone */
+#define INTEREST_PAGE "5000" /* overdue invoices per transaction */
+#define INTEREST_PAGE_N 5000
+
+struct daily_run {
+	struct job_run *run;
+	struct app *app;
+	int32_t day;
+	char after[37];
+	long overdue, inactive, reactivated, interest;
+};
+
+static void daily_interest_page(struct daily_run *d);
+
+static void
+daily_end(struct daily_run *d, const char *error)
+{
+	char day[CIVIL_DATE_LEN];
+	json_t *result;
+
+	civil_format_date(d->day, day);
+	result = json_pack("{s:s, s:i, s:i, s:i, s:i}", "date", day, "overdue_suspended",
+	                   (json_int_t)d->overdue, "inactivity_suspended", (json_int_t)d->inactive,
+	                   "reactivated", (json_int_t)d->reactivated, "interest_invoices",
+	                   (json_int_t)d->interest);
+	job_run_complete(d->run, result, error);
+	free(d);
+}
+
+__extension__ typedef unsigned __int128 daily_u128;
+
+/* An exact interest amount (int128) as a decimal string. */
+static void
+daily_exact_text(interest_exact_t v, char buf[48])
+{
+	char tmp[48];
+	int n = 0, k = 0;
+	bool neg = v < 0;
+	daily_u128 u = neg ? (daily_u128)(-(v + 1)) + 1 : (daily_u128)v;
+
+	do {
+		tmp[n++] = (char)('0' + (int)(u % 10));
+		u /= 10;
+	} while (u != 0);
+	if (neg)
+		buf[k++] = '-';
+	while (n > 0)
+		buf[k++] = tmp[--n];
+	buf[k] = '\0';
+}
+
+/* Parse "day:amount,day:amount" into changes after the opening principal. */
+static size_t
+daily_changes(const char *s, int32_t due, int64_t principal, struct interest_change **out)
+{
+	size_t n = 1, cap = 8;
+	struct interest_change *c = xcalloc(cap, sizeof *c);
+
+	c[0].day = due;
+	c[0].amount = principal;
+	while (*s) {
+		char *end;
+		long d = strtol(s, &end, 10);
+		if (*end != ':')
+			break;
+		long long a = strtoll(end + 1, &end, 10);
+		if (n == cap) {
+			cap *= 2;
+			c = xreallocarray(c, cap, sizeof *c);
+		}
+		/* before the due date it just lowers the opening balance */
+		c[n].day = d < due ? due : (int32_t)d;
+		c[n].amount = a;
+		n++;
+		s = *end == ',' ? end + 1 : end;
+	}
+	*out = c;
+	return n;
+}
+
+struct daily_store {
+	struct sbuf {
+		char *s;
+		size_t n, cap;
+	} inv, month, exact, micro, cinv, comp, settled;
+};
+
+static void
+sb_add(struct sbuf *b, const char *s)
+{
+	size_t l = strlen(s);
+
+	if (b->n + l + 2 > b->cap) {
+		b->cap = (b->n + l + 2) * 2;
+		b->s = xreallocarray(b->s, b->cap, 1);
+	}
+	if (b->n == 0)
+		b->s[b->n++] = '{';
+	else
+		b->s[b->n++] = ',';
+	memcpy(b->s + b->n, s, l);
+	b->n += l;
+	b->s[b->n] = '\0';
+}
+
+static const char *
+sb_close(struct sbuf *b)
+{
+	if (b->n == 0) {
+		b->cap = 3;
+		b->s = xmalloc(3);
+		memcpy(b->s, "{}", 3);
+		return b->s;
+	}
+	b->s[b->n++] = '}';
+	b->s[b->n] = '\0';
+	return b->s;
+}
+
+/* One invoice: accruals per calendar month from the first overdue day to
+ * the run's day (R6.3), exact per month, into the store arrays. */
+static void
+daily_invoice(struct daily_run *d, const PGresult *pg, int row, struct daily_store *st)
+{
+	const struct config *cfg = d->app->cfg;
+	const struct ratetable *tbl = rates_table(d->app->rates);
+	const char *id = PQgetvalue(pg, row, 0);
+	int32_t due = (int32_t)col_i64(pg, row, 2);
+	const char *jur = PQgetvalue(pg, row, 4);
+	int64_t principal = col_i64(pg, row, 6);
+	struct interest_change *changes;
+	size_t nchanges = daily_changes(PQgetvalue(pg, row, 7), due, principal, &changes);
+	struct interest_input in = {
+	    .due_date = due,
+	    .changes = changes,
+	    .nchanges = nchanges,
+	    .contractual_rate = (int32_t)col_i64(pg, row, 3),
+	    .jurisdiction = jur,
+	    .daycount = (enum daycount)cfg->day_count,
+	    .rates = tbl,
+	};
+	int32_t from = due + 1, month = civil_month_start(from);
+	char err[160], buf[48];
+
+	while (month <= d->day) {
+		int32_t next, lo, hi;
+		struct interest_result res;
+		int64_t micro;
+
+		civil_add_months(month, 1, &next);
+		lo = from > month ? from : month;
+		hi = next - 1 < d->day ? next - 1 : d->day;
+		if (interest_compute(&in, lo, hi, &res, err, sizeof err) != 0) {
+			/* no statutory data for a day: contractual only, and say so */
+			log_warnx("interest: invoice %s: %s; using the contractual rate", id, err);
+			in.jurisdiction = NULL;
+			if (interest_compute(&in, lo, hi, &res, err, sizeof err) != 0) {
+				log_errorx("interest: invoice %s: %s", id, err);
+				break;
+			}
+		}
+		if (interest_round_micro(res.total, &micro) == 0) {
+			char ms[CIVIL_DATE_LEN];
+			sb_add(&st->inv, id);
+			civil_format_date(month, ms);
+			sb_add(&st->month, ms);
+			daily_exact_text(res.total, buf);
+			sb_add(&st->exact, buf);
+			snprintf(buf, sizeof buf, "%" PRId64, micro);
+			sb_add(&st->micro, buf);
+		}
+		interest_result_free(&res);
+		month = next;
+	}
+	free(changes);
+	/* R6.5: fixed compensation once per overdue invoice, when enabled */
+	sb_add(&st->cinv, id);
+	{
+		int64_t comp = 0;
+		char cur[4] = "";
+		const char *known = PQgetvalue(pg, row, 8);
+		if (cfg->compensation && known[0] == 'f' && tbl != NULL &&
+		    ratetable_compensation(tbl, jur, principal, &comp, cur) == 0 && comp > 0 &&
+		    strcmp(cur, PQgetvalue(pg, row, col(pg, "currency"))) == 0) {
+			snprintf(buf, sizeof buf, "%" PRId64, comp);
+			sb_add(&st->comp, buf);
+		} else {
+			sb_add(&st->comp, "NULL");
+		}
+	}
+	sb_add(&st->settled, col_i64(pg, row, 9) <= 0 ? "t" : "f");
+}
+
+static void
+daily_stored(const struct db_result *res, void *arg)
+{
+	struct daily_run *d = arg;
+
+	if (!db_result_ok(res)) {
+		daily_end(d, db_result_error(res));
+		return;
+	}
+	if (d->after[0] == '\0')
+		daily_end(d, NULL); /* that was the last page */
+	else
+		daily_interest_page(d);
+}
+
+static void
+daily_page_cb(const struct db_result *res, void *arg)
+{
+	struct daily_run *d = arg;
+	const PGresult *pg;
+	struct daily_store st;
+	char day[CIVIL_DATE_LEN];
+	int n;
+
+	if (!db_result_ok(res)) {
+		daily_end(d, db_result_error(res));
+		return;
+	}
+	pg = db_result_get(res, 0);
+	n = PQntuples(pg);
+	memset(&st, 0, sizeof st);
+	for (int i = 0; i < n; i++)
+		daily_invoice(d, pg, i, &st);
+	d->interest += n;
+	if (n == INTEREST_PAGE_N)
+		snprintf(d->after, sizeof d->after, "%s", PQgetvalue(pg, n - 1, 0));
+	else
+		d->after[0] = '\0';
+	civil_format_date(d->day, day);
+	const char *p[] = {day,
+	                   sb_close(&st.inv),
+	                   sb_close(&st.month),
+	                   sb_close(&st.exact),
+	                   sb_close(&st.micro),
+	                   sb_close(&st.cinv),
+	                   sb_close(&st.comp),
+	                   sb_close(&st.settled)};
+	struct db_batch *b = db_batch_new();
+	db_batch_add(
+	    b,
+	    "SELECT creditd_interest_store($1::date, $2::uuid[], $3::date[], $4::numeric[], "
+	    "$5::bigint[], $6::uuid[], $7::bigint[], $8::boolean[])",
+	    8, p);
+	for (size_t k = 1; k < sizeof p / sizeof p[0]; k++)
+		free((char *)p[k]);
+	if (db_submit(d->app->db, b, daily_stored, d) != 0)
+		daily_end(d, "database unavailable");
+}
+
+static void
+daily_interest_page(struct daily_run *d)
+{
+	char day[CIVIL_DATE_LEN];
+
+	civil_format_date(d->day, day);
+	const char *p[] = {day, d->after[0] ? d->after : NULL};
+	struct db_batch *b = db_batch_new();
+	db_batch_add(b,
+	             "SELECT c.*, i.currency FROM creditd_interest_candidates($1::date, "
+	             "$2::uuid, " INTEREST_PAGE
+	             ") c JOIN invoices i ON i.id = c.invoice_id ORDER BY c.invoice_id",
+	             2, p);
+	if (db_submit(d->app->db, b, daily_page_cb, d) != 0)
+		daily_end(d, "database unavailable");
+}
+
+static void
+daily_status_cb(const struct db_result *res, void *arg)
+{
+	struct daily_run *d = arg;
+
+	if (!db_result_ok(res)) {
+		daily_end(d, db_result_error(res));
+		return;
+	}
+	d->overdue = (long)col_i64(db_result_get(res, 0), 0, 0);
+	d->inactive = (long)col_i64(db_result_get(res, 1), 0, 0);
+	d->reactivated = (long)col_i64(db_result_get(res, 2), 0, 0);
+	daily_interest_page(d);
+}
+
+static void
+daily_int_list(const struct config_int_list *l, char *buf, size_t len)
+{
+	size_t off = (size_t)snprintf(buf, len, "{");
+
+	for (size_t k = 0; k < l->n && off < len - 16; k++)
+		off += (size_t)snprintf(buf + off, len - off, "%s%d", k ? "," : "", l->v[k]);
+	snprintf(buf + off, len - off, "}");
+}
+
+void
+daily_start(struct job_run *run)
+{
+	struct daily_run *d = xcalloc(1, sizeof *d);
+	const struct config *cfg;
+	char day[CIVIL_DATE_LEN], rem[256], after[16], months[16], at[24];
+
+	d->run = run;
+	d->app = job_run_app(run);
+	d->day = job_run_day(run);
+	cfg = d->app->cfg;
+	civil_format_date(d->day, day);
+	daily_int_list(&cfg->reminder_days, rem, sizeof rem);
+	snprintf(after, sizeof after, "%d", cfg->overdue_suspend_after_days);
+	snprintf(months, sizeof months, "%d", cfg->inactivity_months);
+	usec_param(clock_now(), at);
+	const char *p[] = {day, rem, after, at, months};
+	const char *q[] = {day, months, at};
+	struct db_batch *b = db_batch_new();
+	db_batch_add(b,
+	             "SELECT count(*) FROM creditd_daily_overdue($1::date, $2::int[], $3::int, "
+	             "creditd_ts($4))",
+	             4, p);
+	db_batch_add(
+	    b, "SELECT count(*) FROM creditd_daily_inactivity($1::date, $2::int, creditd_ts($3))",
+	    3, q);
+	db_batch_add(b, "SELECT count(*) FROM creditd_apply_due_reactivations(creditd_ts($1))", 1,
+	             q + 2);
+	if (db_submit(d->app->db, b, daily_status_cb, d) != 0)
+		daily_end(d, "database unavailable");
+}
+
+/* ---- schedule ---- */
+
+static void
+daily_task(struct sched *s, int64_t due, void *arg)
+{
+	struct app *app = arg;
+
+	jobs_start_daily(app, tz_day_of(due), "scheduler", NULL, false, s);
+}
+
+void
+daily_schedule_next(struct app *app, bool retry)
+{
+	int64_t now = clock_now();
+	int64_t at =
+	    retry ? now + INT64_C(60000000) : tz_local_time(tz_day_of(now) + 1, DAILY_MINUTES);
+
+	sched_add(app->sched, at, DAILY_KEY, daily_task, app);
+}
+
+void
+daily_db_ready(struct app *app)
+{
+	int64_t now = clock_now();
+
+	/* today's run: at once if 00:05 has passed (idempotent) */
+	sched_add(app->sched, tz_local_time(tz_day_of(now), DAILY_MINUTES), DAILY_KEY, daily_task,
+	          app);
+}
