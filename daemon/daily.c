@@ -12,7 +12,7 @@
 #include "config.h"
 #include "db.h"
 #include "http_util.h"
-#include "interest.h"
+#include "interest_calc.h"
 #include "jobs.h"
 #include "log.h"
 #include "ratetable.h"
@@ -73,35 +73,6 @@ daily_exact_text(interest_exact_t v, char buf[48])
 	buf[k] = '\0';
 }
 
-/* Parse "day:amount,day:amount" into changes after the opening principal. */
-static size_t
-daily_changes(const char *s, int32_t due, int64_t principal, struct interest_change **out)
-{
-	size_t n = 1, cap = 8;
-	struct interest_change *c = xcalloc(cap, sizeof *c);
-
-	c[0].day = due;
-	c[0].amount = principal;
-	while (*s) {
-		char *end;
-		long d = strtol(s, &end, 10);
-		if (*end != ':')
-			break;
-		long long a = strtoll(end + 1, &end, 10);
-		if (n == cap) {
-			cap *= 2;
-			c = xreallocarray(c, cap, sizeof *c);
-		}
-		/* before the due date it just lowers the opening balance */
-		c[n].day = d < due ? due : (int32_t)d;
-		c[n].amount = a;
-		n++;
-		s = *end == ',' ? end + 1 : end;
-	}
-	*out = c;
-	return n;
-}
-
 struct daily_store {
 	struct sbuf {
 		char *s;
@@ -148,23 +119,12 @@ daily_invoice(struct daily_run *d, const PGresult *pg, int row, struct daily_sto
 {
 	const struct config *cfg = d->app->cfg;
 	const struct ratetable *tbl = rates_table(d->app->rates);
-	const char *id = PQgetvalue(pg, row, 0);
-	int32_t due = (int32_t)col_i64(pg, row, 2);
-	const char *jur = PQgetvalue(pg, row, 4);
-	int64_t principal = col_i64(pg, row, 6);
-	struct interest_change *changes;
-	size_t nchanges = daily_changes(PQgetvalue(pg, row, 7), due, principal, &changes);
-	struct interest_input in = {
-	    .due_date = due,
-	    .changes = changes,
-	    .nchanges = nchanges,
-	    .contractual_rate = (int32_t)col_i64(pg, row, 3),
-	    .jurisdiction = jur,
-	    .daycount = (enum daycount)cfg->day_count,
-	    .rates = tbl,
-	};
-	int32_t from = due + 1, month = civil_month_start(from);
-	char err[160], buf[48];
+	const char *id = PQgetvalue(pg, row, col(pg, "invoice_id"));
+	const char *jur = PQgetvalue(pg, row, col(pg, "jurisdiction"));
+	int64_t principal = col_i64(pg, row, col(pg, "principal"));
+	int32_t from = (int32_t)col_i64(pg, row, col(pg, "due_day")) + 1;
+	int32_t month = civil_month_start(from);
+	char buf[48];
 
 	while (month <= d->day) {
 		int32_t next, lo, hi;
@@ -174,15 +134,8 @@ daily_invoice(struct daily_run *d, const PGresult *pg, int row, struct daily_sto
 		civil_add_months(month, 1, &next);
 		lo = from > month ? from : month;
 		hi = next - 1 < d->day ? next - 1 : d->day;
-		if (interest_compute(&in, lo, hi, &res, err, sizeof err) != 0) {
-			/* no statutory data for a day: contractual only, and say so */
-			log_warnx("interest: invoice %s: %s; using the contractual rate", id, err);
-			in.jurisdiction = NULL;
-			if (interest_compute(&in, lo, hi, &res, err, sizeof err) != 0) {
-				log_errorx("interest: invoice %s: %s", id, err);
-				break;
-			}
-		}
+		if (interest_calc(d->app, pg, row, lo, hi, &res) != 0)
+			break;
 		if (interest_round_micro(res.total, &micro) == 0) {
 			char ms[CIVIL_DATE_LEN];
 			sb_add(&st->inv, id);
@@ -196,13 +149,12 @@ daily_invoice(struct daily_run *d, const PGresult *pg, int row, struct daily_sto
 		interest_result_free(&res);
 		month = next;
 	}
-	free(changes);
 	/* R6.5: fixed compensation once per overdue invoice, when enabled */
 	sb_add(&st->cinv, id);
 	{
 		int64_t comp = 0;
 		char cur[4] = "";
-		const char *known = PQgetvalue(pg, row, 8);
+		const char *known = PQgetvalue(pg, row, col(pg, "compensation_known"));
 		if (cfg->compensation && known[0] == 'f' && tbl != NULL &&
 		    ratetable_compensation(tbl, jur, principal, &comp, cur) == 0 && comp > 0 &&
 		    strcmp(cur, PQgetvalue(pg, row, col(pg, "currency"))) == 0) {
@@ -212,7 +164,7 @@ daily_invoice(struct daily_run *d, const PGresult *pg, int row, struct daily_sto
 			sb_add(&st->comp, "NULL");
 		}
 	}
-	sb_add(&st->settled, col_i64(pg, row, 9) <= 0 ? "t" : "f");
+	sb_add(&st->settled, col_i64(pg, row, col(pg, "usage_balance")) <= 0 ? "t" : "f");
 }
 
 static void
@@ -283,9 +235,8 @@ daily_interest_page(struct daily_run *d)
 	const char *p[] = {day, d->after[0] ? d->after : NULL};
 	struct db_batch *b = db_batch_new();
 	db_batch_add(b,
-	             "SELECT c.*, i.currency FROM creditd_interest_candidates($1::date, "
-	             "$2::uuid, " INTEREST_PAGE
-	             ") c JOIN invoices i ON i.id = c.invoice_id ORDER BY c.invoice_id",
+	             "SELECT * FROM creditd_interest_candidates($1::date, $2::uuid, " INTEREST_PAGE
+	             ")",
 	             2, p);
 	if (db_submit(d->app->db, b, daily_page_cb, d) != 0)
 		daily_end(d, "database unavailable");

@@ -1,4 +1,4 @@
-/* http_payments.c: recording payments. */
+/* http_payments.c: booking, reversing and listing payments (R6.1). */
 #include "http_payments.h"
 
 #include <inttypes.h>
@@ -15,6 +15,34 @@
 #include "http_util.h"
 #include "jsonfield.h"
 #include "xmalloc.h"
+
+#define PAYMENT_VIEW_SELECT                                                                        \
+	"SELECT id, seq, account_id, amount, received_us, reference, invoice, credit, "            \
+	"allocations_json, booked_us, booked_by, reversed_us, reverse_reason FROM payment_view "
+
+/* How far ahead of now a received_at may lie (clock skew of the bank feed). */
+#define PAYMENT_FUTURE_SKEW_US INT64_C(300000000)
+
+/* One payment_view row as the API shows it. */
+static json_t *
+payment_json(const PGresult *pg, int row)
+{
+	json_t *o = json_object();
+
+	json_object_set_new(o, "id", j_text_col(pg, row, col(pg, "id")));
+	json_object_set_new(o, "account", j_text_col(pg, row, col(pg, "account_id")));
+	json_object_set_new(o, "amount", j_money_col(pg, row, col(pg, "amount")));
+	json_object_set_new(o, "received_at", j_ts_col(pg, row, col(pg, "received_us")));
+	json_object_set_new(o, "reference", j_text_col(pg, row, col(pg, "reference")));
+	json_object_set_new(o, "invoice", j_text_col(pg, row, col(pg, "invoice")));
+	json_object_set_new(o, "allocations", j_json_col(pg, row, col(pg, "allocations_json")));
+	json_object_set_new(o, "credit", j_money_col(pg, row, col(pg, "credit")));
+	json_object_set_new(o, "booked_at", j_ts_col(pg, row, col(pg, "booked_us")));
+	json_object_set_new(o, "booked_by", j_text_col(pg, row, col(pg, "booked_by")));
+	json_object_set_new(o, "reversed_at", j_ts_col(pg, row, col(pg, "reversed_us")));
+	json_object_set_new(o, "reverse_reason", j_text_col(pg, row, col(pg, "reverse_reason")));
+	return o;
+}
 
 static void
 payments_created_cb(const struct db_result *res, void *arg)
@@ -69,7 +97,7 @@ http_payments_create(struct http_req *r)
 		                 "amount");
 		return;
 	}
-	if (received > clock_now() + INT64_C(300000000)) {
+	if (received > clock_now() + PAYMENT_FUTURE_SKEW_US) {
 		http_reply_error(r, 400, "validation_failed", "received_at: in the future",
 		                 "received_at");
 		return;
@@ -77,6 +105,11 @@ http_payments_create(struct http_req *r)
 	if (!account_ref(account, &acc_id, &acc_ext)) {
 		http_reply_error(r, 400, "validation_failed",
 		                 "account: must be a UUID or ext:<external_ref>", "account");
+		return;
+	}
+	if (invoice != NULL && (*invoice == '\0' || !jf_text_ok(invoice))) {
+		http_reply_error(r, 400, "validation_failed",
+		                 "invoice: must be an invoice number or id", "invoice");
 		return;
 	}
 	snprintf(amt, sizeof amt, "%" PRId64, amount);
@@ -91,7 +124,7 @@ http_payments_create(struct http_req *r)
 	struct db_batch *b = db_batch_new();
 	db_batch_add(
 	    b,
-	    "SELECT outcome, response::text, account_id FROM creditd_payment_credit($1::uuid, "
+	    "SELECT outcome, response::text, account_id FROM creditd_payment_book($1::uuid, "
 	    "$2::uuid, $3, $4::bigint, creditd_ts($5::bigint), $6, $7, $8, $9::int[], "
 	    "creditd_ts($10), $11, $12)",
 	    12, p);
@@ -102,4 +135,136 @@ http_payments_create(struct http_req *r)
 	    1, p);
 	free(canon);
 	http_submit(r, b, payments_created_cb);
+}
+
+/* Reversal and GET answer the payment_view row of result `idx`; 404 when
+ * there is none. */
+static void
+payment_reply(struct http_req *r, const struct db_result *res, int idx)
+{
+	const PGresult *pg;
+
+	if (!db_result_ok(res)) {
+		http_reply_db_error(r, res);
+		return;
+	}
+	pg = db_result_get(res, idx);
+	if (PQntuples(pg) != 1) {
+		http_reply_error(r, 404, "not_found", "payment not found", NULL);
+		return;
+	}
+	http_reply_json(r, 200, payment_json(pg, 0));
+}
+
+static void
+payments_reversed_cb(const struct db_result *res, void *arg)
+{
+	struct http_req *r = arg;
+	const PGresult *acc;
+
+	if (db_result_ok(res)) {
+		acc = db_result_get(res, 2);
+		if (PQntuples(acc) == 1)
+			acache_update(http_req_app(r)->acache, acc, 0);
+	}
+	payment_reply(r, res, 1);
+}
+
+void
+http_payments_reverse(struct http_req *r)
+{
+	static const char *const allowed[] = {"reason", NULL};
+	struct app *app = http_req_app(r);
+	json_t *body = http_req_json_object(r);
+	const char *reason;
+	struct jf_err e;
+	char id[37], now[24], thr[THRESHOLDS_PARAM_LEN];
+
+	if (body == NULL)
+		return;
+	if (!events_uuid_canon(http_req_capture(r, 0), id)) {
+		http_reply_error(r, 404, "not_found", "payment not found", NULL);
+		return;
+	}
+	if (jf_only(body, allowed, &e) < 0 ||
+	    jf_string(body, "reason", true, 1000, &reason, &e) < 0) {
+		http_reply_validation(r, &e);
+		return;
+	}
+	if (*reason == '\0') {
+		http_reply_error(r, 400, "validation_failed", "reason: must not be empty",
+		                 "reason");
+		return;
+	}
+	usec_param(clock_now(), now);
+	thresholds_param(app->cfg, thr);
+	const char *p[] = {id, reason, thr, now, http_req_actor(r), http_req_id(r)};
+	struct db_batch *b = db_batch_new();
+	db_batch_add(b,
+	             "SELECT creditd_payment_reverse($1::uuid, $2, $3::int[], creditd_ts($4), $5, "
+	             "$6) AS account_id",
+	             6, p);
+	db_batch_add(b, PAYMENT_VIEW_SELECT "WHERE id = $1::uuid", 1, p);
+	db_batch_add(
+	    b,
+	    "SELECT * FROM account_view WHERE id = (SELECT account_id FROM payments WHERE id = "
+	    "$1::uuid)",
+	    1, p);
+	http_submit(r, b, payments_reversed_cb);
+}
+
+static void
+payments_get_cb(const struct db_result *res, void *arg)
+{
+	payment_reply(arg, res, 0);
+}
+
+void
+http_payments_get(struct http_req *r)
+{
+	char id[37];
+
+	if (!events_uuid_canon(http_req_capture(r, 0), id)) {
+		http_reply_error(r, 404, "not_found", "payment not found", NULL);
+		return;
+	}
+	const char *p[] = {id};
+	struct db_batch *b = db_batch_new();
+	db_batch_add(b, PAYMENT_VIEW_SELECT "WHERE id = $1::uuid", 1, p);
+	http_submit(r, b, payments_get_cb);
+}
+
+static void
+payments_list_cb(const struct db_result *res, void *arg)
+{
+	http_reply_page(arg, res, 0, payment_json, "seq");
+}
+
+void
+http_payments_list(struct http_req *r)
+{
+	const char *account = http_req_query(r, "account");
+	const char *acc_id = NULL, *acc_ext = NULL;
+	int limit;
+	int64_t cursor;
+	char lim[16], cur[24];
+
+	if (!http_paging(r, "cursor", &limit, &cursor))
+		return;
+	if (account != NULL && !account_ref(account, &acc_id, &acc_ext)) {
+		http_reply_error(r, 400, "validation_failed",
+		                 "account: must be a UUID or ext:<external_ref>", "account");
+		return;
+	}
+	snprintf(lim, sizeof lim, "%d", limit + 1);
+	snprintf(cur, sizeof cur, "%" PRId64, cursor);
+	const char *p[] = {cur, account ? "t" : "f", acc_id, acc_ext, lim};
+	struct db_batch *b = db_batch_new();
+	/* an unknown account matches nothing: an empty list */
+	db_batch_add(b,
+	             PAYMENT_VIEW_SELECT
+	             "WHERE seq > $1 AND (NOT $2::boolean OR account_id = (SELECT id FROM accounts "
+	             "WHERE id = $3::uuid OR external_ref = $4)) ORDER BY seq LIMIT $5",
+	             5, p);
+	http_submit(r, b, payments_list_cb);
 }

@@ -641,7 +641,8 @@ jobs_http_schedule(struct http_req *r)
 	int64_t now = clock_now();
 	int32_t month = tz_month_of(now);
 	json_t *next = json_array(), *periods = json_array();
-	static const char *const keys[] = {RUN_KEY, "month_rollover", "limit_changes"};
+	static const char *const keys[] = {RUN_KEY, "daily", "month_rollover", "limit_changes",
+	                                   "reactivations"};
 
 	for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
 		int64_t at = sched_next(app->sched, keys[i]);

@@ -3,7 +3,11 @@
 
 #include "config.h"
 #include "http_accounts.h"
+#include "http_aging.h"
+#include "http_terminate.h"
+#include "http_interest.h"
 #include "http_limits.h"
+#include "http_invoices.h"
 #include "jobs.h"
 #include "http_ops.h"
 #include "http_payments.h"
@@ -32,6 +36,10 @@ const struct route routes_table[] = {
      "accounts_unsuspend", false},
     {R_GET, "/v1/accounts/{}/history", SCOPE_READ, http_accounts_history, "accounts_history",
      false},
+    {R_POST, "/v1/accounts/{}/terminate", SCOPE_WRITE, http_terminate, "accounts_terminate", false},
+    {R_POST, "/v1/accounts/{}/reactivation", SCOPE_WRITE, http_interest_reactivation,
+     "accounts_reactivation", false},
+    {R_GET, "/v1/invoices/{}/interest", SCOPE_READ, http_interest_get, "invoices_interest", false},
     /* limits (R4.6, R4.7) */
     {R_PUT, "/v1/accounts/{}/limits", SCOPE_WRITE, http_limits_put, "limits_put", false},
     {R_GET, "/v1/accounts/{}/limit-changes", SCOPE_READ, http_limits_changes, "limit_changes",
@@ -44,8 +52,17 @@ const struct route routes_table[] = {
      "limit_requests_approve", false},
     {R_POST, "/v1/limit-requests/{}/decline", SCOPE_WRITE, http_limits_request_decline,
      "limit_requests_decline", false},
-    /* payments (R6.1; on-account credit until invoicing exists) */
+    /* payments (R6.1) */
     {R_POST, "/v1/payments", SCOPE_WRITE, http_payments_create, "payments_create", false},
+    {R_GET, "/v1/payments", SCOPE_READ, http_payments_list, "payments_list", false},
+    {R_GET, "/v1/payments/{}", SCOPE_READ, http_payments_get, "payments_get", false},
+    {R_POST, "/v1/payments/{}/reverse", SCOPE_WRITE, http_payments_reverse, "payments_reverse",
+     false},
+    /* invoices and credit notes (R5.5, R5.7) */
+    {R_GET, "/v1/invoices", SCOPE_READ, http_invoices_list, "invoices_list", false},
+    {R_GET, "/v1/invoices/{}", SCOPE_READ, http_invoices_get, "invoices_get", false},
+    {R_POST, "/v1/invoices/{}/credit-notes", SCOPE_WRITE, http_invoices_credit_note,
+     "credit_notes_create", false},
     /* jobs (R5.1) */
     {R_POST, "/v1/jobs/invoicing", SCOPE_OPS, jobs_http_invoicing, "jobs_invoicing", false},
     {R_POST, "/v1/jobs/daily", SCOPE_OPS, jobs_http_daily, "jobs_daily", false},
@@ -62,6 +79,7 @@ const struct route routes_table[] = {
     {R_POST, "/v1/events", SCOPE_INGEST, http_usage_events, "events", false},
     {R_POST, "/v1/authorize", SCOPE_INGEST, http_usage_authorize, "authorize", false},
     /* reports (R7.2, R7.3) */
+    {R_GET, "/v1/reports/aging", SCOPE_READ, http_aging_report, "reports_aging", false},
     {R_GET, "/v1/reports/exposure", SCOPE_READ, http_reports_exposure, "reports_exposure", false},
     {R_GET, "/v1/reports/suspensions", SCOPE_READ, http_reports_suspensions, "reports_suspensions",
      false},

@@ -27,6 +27,7 @@
 
 #define ROLLOVER_KEY "month_rollover"
 #define LIMITS_KEY "limit_changes"
+#define REACTIVATIONS_KEY "reactivations"
 
 static void
 service_metrics(struct evbuffer *out, void *arg)
@@ -127,26 +128,54 @@ service_schedule_rollover(struct app *app)
 	sched_add(app->sched, tz_day_start(next_month), ROLLOVER_KEY, service_rollover_task, app);
 }
 
-/* ---- scheduled limit changes (R4.6) ---- */
+/* ---- work due at a stored time: limit changes (R4.6), reactivations
+ * (R6.7). Each kind applies everything due (returning the touched accounts,
+ * whose cache entries are refreshed) and then re-arms its task for the
+ * earliest still scheduled row. ---- */
 
-static void service_limits_task(struct sched *s, int64_t due, void *arg);
+struct due_kind {
+	const char *key;
+	const char *apply_sql; /* $1 thresholds int[], $2 at usec */
+	const char *next_sql;  /* the next due time (usec) or NULL */
+};
 
-struct limits_run {
+static const struct due_kind due_kinds[] = {
+    {LIMITS_KEY,
+     "SELECT * FROM account_view WHERE id IN (SELECT creditd_apply_due_limit_changes("
+     "$1::int[], creditd_ts($2)))",
+     "SELECT creditd_us(min(effective_at)) FROM limit_changes WHERE status = 'scheduled'"},
+    {REACTIVATIONS_KEY,
+     "SELECT * FROM account_view WHERE id IN (SELECT creditd_apply_due_reactivations("
+     "creditd_ts($2))) AND $1::int[] IS NOT NULL",
+     "SELECT creditd_us(min(effective_at)) FROM reactivations WHERE status = 'scheduled'"},
+};
+
+static void service_due_task(struct sched *s, int64_t due, void *arg);
+
+struct due_run {
 	struct app *app;
+	const struct due_kind *kind;
 	struct sched *sched; /* NULL when only looking up the next due time */
 };
 
-/* After applying (or when asked), find the next scheduled change. */
+/* The task argument: which kind, for which app. */
+struct due_task {
+	struct app *app;
+	const struct due_kind *kind;
+};
+static struct due_task due_tasks[sizeof due_kinds / sizeof due_kinds[0]];
+
 static void
-service_limits_next_cb(const struct db_result *res, void *arg)
+service_due_next_cb(const struct db_result *res, void *arg)
 {
-	struct limits_run *run = arg;
+	struct due_run *run = arg;
 	struct app *app = run->app;
+	struct due_task *task = &due_tasks[run->kind - due_kinds];
 
 	if (!db_result_ok(res)) {
-		log_warnx("limit changes: %s; retrying in 10 s", db_result_error(res));
-		sched_add(app->sched, clock_now() + INT64_C(10000000), LIMITS_KEY,
-		          service_limits_task, app);
+		log_warnx("%s: %s; retrying in 10 s", run->kind->key, db_result_error(res));
+		sched_add(app->sched, clock_now() + INT64_C(10000000), run->kind->key,
+		          service_due_task, task);
 	} else {
 		const PGresult *acc = db_result_get(res, 0);
 		const PGresult *next = db_result_get(res, db_result_count(res) - 1);
@@ -154,67 +183,88 @@ service_limits_next_cb(const struct db_result *res, void *arg)
 			for (int i = 0; i < PQntuples(acc); i++)
 				acache_update(app->acache, acc, i);
 		if (PQgetisnull(next, 0, 0))
-			sched_remove(app->sched, LIMITS_KEY);
+			sched_remove(app->sched, run->kind->key);
 		else
-			sched_add(app->sched, col_i64(next, 0, 0), LIMITS_KEY, service_limits_task,
-			          app);
+			sched_add(app->sched, col_i64(next, 0, 0), run->kind->key, service_due_task,
+			          task);
 	}
 	if (run->sched != NULL)
 		sched_task_done(run->sched);
 	free(run);
 }
 
-static const char service_limits_next_sql[] =
-    "SELECT creditd_us(min(effective_at)) FROM limit_changes WHERE status = 'scheduled'";
-
 static void
-service_limits_task(struct sched *s, int64_t due, void *arg)
+service_due_task(struct sched *s, int64_t due, void *arg)
 {
-	struct app *app = arg;
-	struct limits_run *run = xcalloc(1, sizeof *run);
+	struct due_task *task = arg;
+	struct app *app = task->app;
+	struct due_run *run = xcalloc(1, sizeof *run);
 	char at[24], thr[THRESHOLDS_PARAM_LEN];
 
 	(void)due;
 	run->app = app;
+	run->kind = task->kind;
 	run->sched = s;
 	usec_param(clock_now(), at);
 	thresholds_param(app->cfg, thr);
 	const char *p[] = {thr, at};
 	struct db_batch *b = db_batch_new();
-	db_batch_add(
-	    b,
-	    "SELECT * FROM account_view WHERE id IN (SELECT creditd_apply_due_limit_changes("
-	    "$1::int[], creditd_ts($2)))",
-	    2, p);
-	db_batch_add(b, service_limits_next_sql, 0, NULL);
-	if (db_submit(app->db, b, service_limits_next_cb, run) != 0) {
+	db_batch_add(b, task->kind->apply_sql, 2, p);
+	db_batch_add(b, task->kind->next_sql, 0, NULL);
+	if (db_submit(app->db, b, service_due_next_cb, run) != 0) {
 		free(run);
 		sched_task_done(s);
-		sched_add(app->sched, clock_now() + INT64_C(5000000), LIMITS_KEY,
-		          service_limits_task, app);
+		sched_add(app->sched, clock_now() + INT64_C(5000000), task->kind->key,
+		          service_due_task, task);
 	}
+}
+
+/* Something was scheduled for `at`: the task must run then, known before the
+ * HTTP answer (a test clock moved right after sees it). */
+static void
+service_due_at(struct app *app, size_t kind, int64_t at)
+{
+	int64_t cur = sched_next(app->sched, due_kinds[kind].key);
+
+	if (cur < 0 || at < cur)
+		sched_add(app->sched, at, due_kinds[kind].key, service_due_task, &due_tasks[kind]);
+}
+
+/* Look up the next due time of a kind (start-up). */
+static void
+service_due_lookup(struct app *app, size_t kind)
+{
+	struct due_run *run = xcalloc(1, sizeof *run);
+	struct db_batch *b = db_batch_new();
+
+	run->app = app;
+	run->kind = &due_kinds[kind];
+	db_batch_add(b, "SELECT 1 WHERE false", 0, NULL);
+	db_batch_add(b, due_kinds[kind].next_sql, 0, NULL);
+	if (db_submit(app->db, b, service_due_next_cb, run) != 0)
+		free(run);
 }
 
 void
 service_limit_change_at(struct app *app, int64_t at)
 {
-	int64_t cur = sched_next(app->sched, LIMITS_KEY);
-
-	if (cur < 0 || at < cur)
-		sched_add(app->sched, at, LIMITS_KEY, service_limits_task, app);
+	service_due_at(app, 0, at);
 }
 
 void
-service_limit_changes_changed(struct app *app)
+service_reactivation_at(struct app *app, int64_t at)
 {
-	struct limits_run *run = xcalloc(1, sizeof *run);
-	struct db_batch *b = db_batch_new();
+	service_due_at(app, 1, at);
+}
 
-	run->app = app;
-	db_batch_add(b, "SELECT 1 WHERE false", 0, NULL);
-	db_batch_add(b, service_limits_next_sql, 0, NULL);
-	if (db_submit(app->db, b, service_limits_next_cb, run) != 0)
-		free(run);
+static void
+service_due_lookup_all(struct app *app)
+{
+	for (size_t k = 0; k < sizeof due_kinds / sizeof due_kinds[0]; k++) {
+		due_tasks[k].app = app;
+		due_tasks[k].kind = &due_kinds[k];
+		service_due_lookup(app, k);
+	}
 }
 
 void
@@ -235,7 +285,7 @@ service_db_ready(struct app *app)
 	/* catch up a rollover missed while down: due now if any counter is old */
 	sched_add(app->sched, tz_day_start(tz_month_of(clock_now())), ROLLOVER_KEY,
 	          service_rollover_task, app);
-	service_limit_changes_changed(app);
+	service_due_lookup_all(app);
 	jobs_db_ready(app->jobs);
 	rates_reload(app->rates);
 	daily_db_ready(app);

@@ -15,12 +15,11 @@ void service_db_ready(struct app *app);
 /* A connection came back after a loss. */
 void service_db_reconnected(struct app *app);
 void service_config_changed(struct app *app);
-/* Limit changes were scheduled or applied: re-arm the task that applies the
- * next due one (R4.6). */
-void service_limit_changes_changed(struct app *app);
 /* A change was scheduled for `at`: make sure the task runs then (known
  * before the HTTP answer, so a test clock moved right after sees it). */
 void service_limit_change_at(struct app *app, int64_t at);
+/* The same for a reactivation request (R6.7). */
+void service_reactivation_at(struct app *app, int64_t at);
 /* SIGTERM: flush what is queued, start nothing new. */
 void service_drain(struct app *app);
 /* Work still in progress (blocks exit while draining). */

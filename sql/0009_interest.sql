@@ -121,31 +121,33 @@ $$;
 -- and credit applied; reversed ones do not count: R6.1 undoes a reversed
 -- payment as of its received date) and credit notes, as "day:amount" with
 -- day = billing-zone date - 1970-01-01 and amount in micro-units (negative).
+CREATE VIEW interest_inputs AS
+SELECT i.id AS invoice_id, i.account_id, creditd_due(i) - date '1970-01-01' AS due_day,
+       a.contractual_rate, a.jurisdiction, i.currency_exp::int AS currency_exp,
+       i.usage_total AS principal,
+       coalesce((SELECT string_agg(d || ':' || amt, ',' ORDER BY d) FROM (
+            SELECT (pa.received_at::date - date '1970-01-01') AS d, -pa.amount AS amt
+              FROM payment_allocations pa
+             WHERE pa.invoice_id = i.id AND pa.component = 'usage'
+               AND pa.reversed_at IS NULL
+            UNION ALL
+            SELECT (cn.issued_at::date - date '1970-01-01'), -cn.amount
+              FROM credit_notes cn WHERE cn.invoice_id = i.id) h), '') AS changes,
+       i.compensation_due IS NOT NULL AS compensation_known,
+       i.usage_total - coalesce((SELECT sum(pa.amount) FROM payment_allocations pa
+                                  WHERE pa.invoice_id = i.id AND pa.component = 'usage'
+                                    AND pa.reversed_at IS NULL), 0)
+                     - coalesce((SELECT sum(cn.amount) FROM credit_notes cn
+                                  WHERE cn.invoice_id = i.id), 0) AS usage_balance,
+       i.currency, creditd_due(i) AS due, i.interest_done
+  FROM invoices i JOIN accounts a ON a.id = i.account_id;
+
 CREATE FUNCTION creditd_interest_candidates(p_day date, p_after uuid, p_limit int)
-RETURNS TABLE (invoice_id uuid, account_id uuid, due_day int, contractual_rate int,
-               jurisdiction text, currency_exp int, principal bigint, changes text,
-               compensation_known boolean, usage_balance bigint)
-LANGUAGE sql STABLE AS $$
-    SELECT i.id, i.account_id, creditd_due(i) - date '1970-01-01', a.contractual_rate,
-           a.jurisdiction, i.currency_exp, i.usage_total,
-           coalesce((SELECT string_agg(d || ':' || amt, ',' ORDER BY d) FROM (
-                SELECT (pa.received_at::date - date '1970-01-01') AS d, -pa.amount AS amt
-                  FROM payment_allocations pa
-                 WHERE pa.invoice_id = i.id AND pa.component = 'usage'
-                   AND pa.reversed_at IS NULL
-                UNION ALL
-                SELECT (cn.issued_at::date - date '1970-01-01'), -cn.amount
-                  FROM credit_notes cn WHERE cn.invoice_id = i.id) h), ''),
-           i.compensation_due IS NOT NULL,
-           i.usage_total - coalesce((SELECT sum(pa.amount) FROM payment_allocations pa
-                                      WHERE pa.invoice_id = i.id AND pa.component = 'usage'
-                                        AND pa.reversed_at IS NULL), 0)
-                         - coalesce((SELECT sum(cn.amount) FROM credit_notes cn
-                                      WHERE cn.invoice_id = i.id), 0)
-      FROM invoices i JOIN accounts a ON a.id = i.account_id
-     WHERE creditd_due(i) < p_day AND NOT i.interest_done
-       AND (p_after IS NULL OR i.id > p_after)
-     ORDER BY i.id LIMIT p_limit
+RETURNS SETOF interest_inputs LANGUAGE sql STABLE AS $$
+    SELECT * FROM interest_inputs
+     WHERE due < p_day AND (NOT interest_done OR usage_balance > 0)   -- a reversal reopens
+       AND (p_after IS NULL OR invoice_id > p_after)
+     ORDER BY invoice_id LIMIT p_limit
 $$;
 
 -- Part 2: store what the engine computed. Rows: (invoice, month, exact,
@@ -162,6 +164,7 @@ BEGIN
     SELECT * FROM unnest(p_inv, p_month, p_exact, p_micro)
     ON CONFLICT (invoice_id, month) DO UPDATE SET exact = excluded.exact, micro = excluded.micro;
     UPDATE invoices i SET interest_through = p_day,
+           interest_done = i.interest_done AND c.settled,
            compensation_due = coalesce(i.compensation_due, c.comp)
       FROM unnest(p_cinv, p_comp, p_settled) c(id, comp, settled)
      WHERE i.id = c.id;

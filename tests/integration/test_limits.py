@@ -676,12 +676,13 @@ class Limits(harness.DaemonTestCase):
         self.assertEqual(self.status_of(a), ("suspended", ["monthly_limit"]), a)
 
     def test_21_payment_leaving_exposure_does_not_lift_monthly(self):
+        # payments are whole cents (EUR minor unit); usage may have micro-units
         self.account("P-PART", monthly_limit="10")
-        self.use("P-PART", "10")
-        self.payment("P-PART", "9.999999")
+        self.use("P-PART", "10.000001")
+        self.payment("P-PART", "10")
         a = self.get_account("P-PART")
         self.assertEqual((a["exposure"], a["credit_balance"], a["monthly_usage"]),
-                         ("0.000001", "9.999999", "10"), a)
+                         ("0.000001", "10", "10.000001"), a)
         self.assertEqual(self.status_of(a), ("suspended", ["monthly_limit"]), a)
         self.assertEqual(self.notifications("P-PART", "account.reactivated"), [])
 
@@ -694,15 +695,15 @@ class Limits(harness.DaemonTestCase):
         a = self.get_account("P-TOT")
         self.assertEqual((a["exposure"], a["total_remaining"]), ("10", "0"), a)
         self.assertEqual(self.status_of(a), ("suspended", ["total_limit"]), a)
-        self.payment("P-TOT", "0.000001")
+        self.payment("P-TOT", "0.01")
         a = self.get_account("P-TOT")
         self.assertEqual((a["exposure"], a["total_remaining"], a["monthly_usage"]),
-                         ("9.999999", "0.000001", "12"), a)
+                         ("9.99", "0.01", "12"), a)
         self.assertEqual(self.status_of(a), ("active", []), a)
         self.assertEqual(self.history("P-TOT")[0]["cause"], "payment")
-        ans = self.authorize("P-TOT", "0.000001")
-        self.assertEqual((ans["allowed"], ans["total_remaining"]), (True, "0.000001"), ans)
-        self.assertFalse(self.authorize("P-TOT", "0.000002")["allowed"])
+        ans = self.authorize("P-TOT", "0.01")
+        self.assertEqual((ans["allowed"], ans["total_remaining"]), (True, "0.01"), ans)
+        self.assertFalse(self.authorize("P-TOT", "0.010001")["allowed"])
 
     def test_23_payment_validation(self):
         self.account("P-VAL")

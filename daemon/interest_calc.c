@@ -1,0 +1,75 @@
+/* interest_calc.c: interest_inputs row -> interest engine input. */
+#include "interest_calc.h"
+
+#include <stdlib.h>
+
+#include "app.h"
+#include "config.h"
+#include "http_util.h"
+#include "log.h"
+#include "rates.h"
+#include "xmalloc.h"
+
+/* The opening principal dated the due date, then "day:amount,..." changes;
+ * a change before the due date just lowers the opening balance. */
+static size_t
+interest_calc_changes(const char *s, int32_t due, int64_t principal, struct interest_change **out)
+{
+	size_t n = 1, cap = 8;
+	struct interest_change *c = xcalloc(cap, sizeof *c);
+
+	c[0].day = due;
+	c[0].amount = principal;
+	while (*s) {
+		char *end;
+		long d = strtol(s, &end, 10);
+		long long a;
+
+		if (*end != ':')
+			break;
+		a = strtoll(end + 1, &end, 10);
+		if (n == cap) {
+			cap *= 2;
+			c = xreallocarray(c, cap, sizeof *c);
+		}
+		c[n].day = d < due ? due : (int32_t)d;
+		c[n].amount = a;
+		n++;
+		s = *end == ',' ? end + 1 : end;
+	}
+	*out = c;
+	return n;
+}
+
+int
+interest_calc(struct app *app, const PGresult *pg, int row, int32_t from, int32_t to,
+              struct interest_result *out)
+{
+	const char *id = PQgetvalue(pg, row, col(pg, "invoice_id"));
+	int32_t due = (int32_t)col_i64(pg, row, col(pg, "due_day"));
+	struct interest_change *changes;
+	size_t n = interest_calc_changes(PQgetvalue(pg, row, col(pg, "changes")), due,
+	                                 col_i64(pg, row, col(pg, "principal")), &changes);
+	struct interest_input in = {
+	    .due_date = due,
+	    .changes = changes,
+	    .nchanges = n,
+	    .contractual_rate = (int32_t)col_i64(pg, row, col(pg, "contractual_rate")),
+	    .jurisdiction = PQgetvalue(pg, row, col(pg, "jurisdiction")),
+	    /* config and engine list the conventions in the same order */
+	    .daycount = (enum daycount)app->cfg->day_count,
+	    .rates = rates_table(app->rates),
+	};
+	char err[160];
+	int rc = interest_compute(&in, from, to, out, err, sizeof err);
+
+	if (rc != 0 && rc != INTEREST_EINVAL && rc != INTEREST_ERANGE) {
+		log_warnx("interest: invoice %s: %s; using the contractual rate", id, err);
+		in.jurisdiction = NULL;
+		rc = interest_compute(&in, from, to, out, err, sizeof err);
+	}
+	if (rc != 0)
+		log_errorx("interest: invoice %s: %s", id, err);
+	free(changes);
+	return rc == 0 ? 0 : -1;
+}
