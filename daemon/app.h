@@ -15,6 +15,8 @@ struct acache;
 struct batcher;
 struct jobs;
 struct rates;
+struct cluster;
+struct webhook;
 
 struct app {
 	struct event_base *base;
@@ -28,6 +30,8 @@ struct app {
 	struct batcher *batcher;
 	struct jobs *jobs;
 	struct rates *rates;
+	struct cluster *cluster;
+	struct webhook *webhook;
 	bool draining;
 };
 

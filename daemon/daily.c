@@ -155,7 +155,8 @@ daily_invoice(struct daily_run *d, const PGresult *pg, int row, struct daily_sto
 		int64_t comp = 0;
 		char cur[4] = "";
 		const char *known = PQgetvalue(pg, row, col(pg, "compensation_known"));
-		if (cfg->compensation && known[0] == 'f' && tbl != NULL &&
+		/* interest-only invoices bear no compensation: principal > 0 */
+		if (cfg->compensation && principal > 0 && known[0] == 'f' && tbl != NULL &&
 		    ratetable_compensation(tbl, jur, principal, &comp, cur) == 0 && comp > 0 &&
 		    strcmp(cur, PQgetvalue(pg, row, col(pg, "currency"))) == 0) {
 			snprintf(buf, sizeof buf, "%" PRId64, comp);
@@ -234,10 +235,9 @@ daily_interest_page(struct daily_run *d)
 	civil_format_date(d->day, day);
 	const char *p[] = {day, d->after[0] ? d->after : NULL};
 	struct db_batch *b = db_batch_new();
-	db_batch_add(b,
-	             "SELECT * FROM creditd_interest_candidates($1::date, $2::uuid, " INTEREST_PAGE
-	             ")",
-	             2, p);
+	db_batch_add(
+	    b, "SELECT * FROM creditd_interest_candidates($1::date, $2::uuid, " INTEREST_PAGE ")",
+	    2, p);
 	if (db_submit(d->app->db, b, daily_page_cb, d) != 0)
 		daily_end(d, "database unavailable");
 }

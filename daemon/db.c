@@ -63,6 +63,8 @@ struct db_conn {
 	size_t inflight;
 	bool flush_pending;
 	bool in_dispatch; /* guards against freeing during callbacks */
+	int backend_pid;
+	int generation; /* bumped at each successful set-up */
 };
 
 struct db {
@@ -76,6 +78,7 @@ struct db {
 	void *conn_setup_arg;
 	db_notify_cb notify_cb;
 	void *notify_arg;
+	char *listen_sql; /* run on connection 0 after its set-up */
 	int schema_version;
 	bool schema_ok;
 	bool outage; /* a ready connection was lost since db_take_outage() */
@@ -369,6 +372,20 @@ db_conn_enter_ready(struct db_conn *c)
 	log_info("db[%d]: ready", c->idx);
 }
 
+static void
+db_conn_listened(const struct db_result *r, void *arg)
+{
+	struct db_conn *c = arg;
+
+	if (db_result_unavailable(r))
+		return; /* lost meanwhile: the reconnect redoes the set-up */
+	if (!db_result_ok(r))
+		log_warnx("db[%d]: LISTEN failed: %s", c->idx, db_result_error(r));
+	db_conn_enter_ready(c);
+	if (c->db->setup_cb)
+		c->db->setup_cb(true, c->db->schema_version, NULL, c->db->setup_arg);
+}
+
 void
 db_conn_setup_done(struct db_conn *c, bool ok, int schema_version, const char *error)
 {
@@ -377,6 +394,13 @@ db_conn_setup_done(struct db_conn *c, bool ok, int schema_version, const char *e
 	if (ok) {
 		db->schema_version = schema_version;
 		db->schema_ok = true;
+		c->backend_pid = PQbackendPID(c->pg);
+		c->generation++;
+		if (c->idx == 0 && db->listen_sql != NULL) {
+			/* connection 0 receives the other daemons' NOTIFYs (R9.2) */
+			db_conn_simple(c, db->listen_sql, db_conn_listened, c);
+			return;
+		}
 		db_conn_enter_ready(c);
 	} else {
 		db->schema_ok = false;
@@ -389,6 +413,30 @@ db_conn_setup_done(struct db_conn *c, bool ok, int schema_version, const char *e
 	}
 	if (db->setup_cb)
 		db->setup_cb(ok, schema_version, error, db->setup_arg);
+}
+
+void
+db_set_listen(struct db *db, const char *sql)
+{
+	free(db->listen_sql);
+	db->listen_sql = sql ? xstrdup(sql) : NULL;
+}
+
+int
+db_conn_generation(const struct db *db, int idx)
+{
+	return (idx >= 0 && idx < db->npool && db->conns[idx].state == DB_CONN_READY)
+	           ? db->conns[idx].generation
+	           : -1;
+}
+
+bool
+db_pid_is_ours(const struct db *db, int pid)
+{
+	for (int i = 0; i < db->npool; i++)
+		if (db->conns[i].backend_pid == pid && db->conns[i].state == DB_CONN_READY)
+			return true;
+	return false;
 }
 
 static void
@@ -444,7 +492,7 @@ db_conn_notifies(struct db_conn *c)
 
 	while ((n = PQnotifies(c->pg)) != NULL) {
 		if (c->db->notify_cb)
-			c->db->notify_cb(n->relname, n->extra, c->db->notify_arg);
+			c->db->notify_cb(n->relname, n->extra, n->be_pid, c->db->notify_arg);
 		PQfreemem(n);
 	}
 }
@@ -556,6 +604,7 @@ db_free(struct db *db)
 	}
 	free(db->conns);
 	free(db->conninfo);
+	free(db->listen_sql);
 	free(db);
 }
 
@@ -646,6 +695,19 @@ db_conn_enqueue(struct db_conn *c, struct db_batch *b)
 	c->db->inflight++;
 }
 
+static int db_send(struct db_conn *best, struct db_batch *b, db_cb cb, void *arg);
+
+int
+db_submit_conn(struct db *db, int idx, struct db_batch *b, db_cb cb, void *arg)
+{
+	if (idx < 0 || idx >= db->npool || !db->schema_ok ||
+	    db->conns[idx].state != DB_CONN_READY) {
+		db_batch_free(b);
+		return -1;
+	}
+	return db_send(&db->conns[idx], b, cb, arg);
+}
+
 int
 db_submit(struct db *db, struct db_batch *b, db_cb cb, void *arg)
 {
@@ -666,6 +728,12 @@ db_submit(struct db *db, struct db_batch *b, db_cb cb, void *arg)
 		return -1;
 	}
 	db->rr++;
+	return db_send(best, b, cb, arg);
+}
+
+static int
+db_send(struct db_conn *best, struct db_batch *b, db_cb cb, void *arg)
+{
 	b->cb = cb;
 	b->arg = arg;
 	for (int i = 0; i < b->n; i++) {

@@ -29,7 +29,7 @@ typedef void (*db_cb)(const struct db_result *res, void *arg);
  * migration failed. */
 typedef void (*db_setup_cb)(bool ok, int schema_version, const char *error, void *arg);
 /* LISTEN/NOTIFY payloads (channel, payload). */
-typedef void (*db_notify_cb)(const char *channel, const char *payload, void *arg);
+typedef void (*db_notify_cb)(const char *channel, const char *payload, int be_pid, void *arg);
 
 struct db *db_new(struct event_base *base, const char *conninfo, int pool_size);
 void db_free(struct db *db);
@@ -42,6 +42,13 @@ typedef void (*db_conn_setup_fn)(struct db_conn *conn, void *arg);
 void db_set_conn_setup(struct db *db, db_conn_setup_fn fn, void *arg);
 void db_set_notify_cb(struct db *db, db_notify_cb cb, void *arg);
 void db_start(struct db *db);
+/* SQL (e.g. LISTEN ...) that connection 0 runs after its set-up, each time it
+ * (re)connects. */
+void db_set_listen(struct db *db, const char *sql);
+/* Whether a NOTIFY came from one of our own connections' backends. */
+bool db_pid_is_ours(const struct db *db, int pid);
+/* Bumped each time connection idx is (re)established; -1 while not ready. */
+int db_conn_generation(const struct db *db, int idx);
 
 /* True when at least one connection is usable and the schema is current. */
 bool db_ready(const struct db *db);
@@ -63,6 +70,9 @@ void db_batch_add_len(struct db_batch *b, const char *sql, int nparams, const ch
 /* Submit: takes ownership of b. Returns 0, or -1 when no connection is usable
  * (b is freed and cb is NOT called: answer 503). */
 int db_submit(struct db *db, struct db_batch *b, db_cb cb, void *arg);
+
+/* The same on connection idx (session state such as advisory locks). */
+int db_submit_conn(struct db *db, int idx, struct db_batch *b, db_cb cb, void *arg);
 
 /* Results, valid only during the callback. */
 bool db_result_ok(const struct db_result *r);

@@ -41,14 +41,15 @@ static const char *const issuer_lines[] = {
 	"SELECT v.* FROM (SELECT i.id, i.seq, i.number, i.kind, i.account_id, a.name AS "          \
 	"account_name, a.external_ref, a.jurisdiction, i.period AS period_date, "                  \
 	"to_char(i.period, 'YYYY-MM') AS period, i.issue_date - date '1970-01-01' AS issue_day, "  \
-	"i.due_date - date '1970-01-01' AS due_day, i.currency, i.currency_exp, i.total, "         \
+	"creditd_due(i) - date '1970-01-01' AS due_day, "                                          \
+	"i.due_date - date '1970-01-01' AS issued_due_day, i.currency, i.currency_exp, i.total, "  \
 	"i.credit_applied + i.paid AS paid, i.credited, "                                          \
 	"i.total - i.credit_applied - i.paid - i.credited AS balance, "                            \
 	"CASE WHEN i.total - i.credit_applied - i.paid - i.credited <= 0 THEN 'paid' "             \
-	"WHEN i.due_date < $1::date THEN 'overdue' ELSE 'open' END AS status, "                    \
-	"CASE WHEN i.total - i.credit_applied - i.paid - i.credited > 0 AND i.due_date < "         \
-	"$1::date THEN $1::date - i.due_date ELSE 0 END AS days_overdue, "                         \
-	"creditd_invoice_accrued(i.id, $1::date) AS accrued_interest, "                            \
+	"WHEN creditd_due(i) < $1::date THEN 'overdue' ELSE 'open' END AS status, "                \
+	"CASE WHEN i.total - i.credit_applied - i.paid - i.credited > 0 AND creditd_due(i) < "     \
+	"$1::date THEN $1::date - creditd_due(i) ELSE 0 END AS days_overdue, "                     \
+	"i.accrued_interest, "                                                                     \
 	"(SELECT json_agg(json_build_object('kind', l.kind, 'service', l.service, 'destination', " \
 	"l.destination, 'period', to_char(l.period, 'YYYY-MM'), 'invoice', l.ref_invoice, "        \
 	"'invoice_number', ri.number, 'quantity', l.quantity, 'unit_price', l.unit_price, "        \
@@ -144,6 +145,10 @@ invoice_json(const PGresult *pg, int row)
 	json_object_set_new(o, "period", j_text_col(pg, row, col(pg, "period")));
 	json_object_set_new(o, "issue_date", j_date_col(pg, row, col(pg, "issue_day")));
 	json_object_set_new(o, "due_date", j_date_col(pg, row, col(pg, "due_day")));
+	/* R5.6: termination brings the due date forward; the issued one stays */
+	if (col_i64(pg, row, col(pg, "due_day")) != col_i64(pg, row, col(pg, "issued_due_day")))
+		json_object_set_new(o, "issued_due_date",
+		                    j_date_col(pg, row, col(pg, "issued_due_day")));
 	json_object_set_new(o, "currency", j_text_col(pg, row, col(pg, "currency")));
 
 	src = j_json_col(pg, row, col(pg, "lines_json"));
@@ -157,8 +162,9 @@ invoice_json(const PGresult *pg, int row)
 	json_object_set_new(o, "balance", inv_amount_col(pg, row, "balance", exp));
 	json_object_set_new(o, "status", j_text_col(pg, row, col(pg, "status")));
 	json_object_set_new(o, "days_overdue", j_int_col(pg, row, col(pg, "days_overdue")));
+	/* exact until posted (R6.3): shortest form, not rounded to the minor unit */
 	json_object_set_new(o, "accrued_interest",
-	                    inv_amount_col(pg, row, "accrued_interest", exp));
+	                    j_money_col(pg, row, col(pg, "accrued_interest")));
 
 	src = j_json_col(pg, row, col(pg, "credit_notes_json"));
 	json_array_foreach(src, i, v)
@@ -290,6 +296,7 @@ invoice_html(struct evbuffer *out, const json_t *inv)
 	const json_t *lines = json_object_get(inv, "lines");
 	const json_t *cns = json_object_get(inv, "credit_notes");
 	const json_t *l;
+	const char *balance;
 	size_t i;
 
 	evbuffer_add_printf(out, "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta "
@@ -377,13 +384,19 @@ invoice_html(struct evbuffer *out, const json_t *inv)
 	}
 
 	/* payment reference: the invoice number */
-	evbuffer_add_printf(out, "<p class=\"payment\">Please pay ");
-	html_field(out, inv, "currency");
-	evbuffer_add_printf(out, " ");
-	html_field(out, inv, "balance");
-	evbuffer_add_printf(out, " by ");
-	html_field(out, inv, "due_date");
-	evbuffer_add_printf(out, ".<br>Payment reference: <strong>");
+	balance = str_of(inv, "balance");
+	if (balance[strspn(balance, "0.")] == '\0') {
+		evbuffer_add_printf(out, "<p class=\"payment\">Nothing is due on this invoice.");
+	} else {
+		evbuffer_add_printf(out, "<p class=\"payment\">Please pay ");
+		html_field(out, inv, "currency");
+		evbuffer_add_printf(out, " ");
+		html_text(out, balance);
+		evbuffer_add_printf(out, " by ");
+		html_field(out, inv, "due_date");
+		evbuffer_add_printf(out, ".");
+	}
+	evbuffer_add_printf(out, "<br>Payment reference: <strong>");
 	html_text(out, str_of(inv, "number"));
 	evbuffer_add_printf(out, "</strong></p>\n</body>\n</html>\n");
 }

@@ -281,7 +281,8 @@ job_run_chunk_done(const struct db_result *res, void *arg)
 		return;
 	}
 	n = atoi(PQgetvalue(db_result_get(res, 0), 0, 0));
-	run->invoices += n;
+	if (n > 0)
+		run->invoices += n; /* -1: that chunk was billed meanwhile */
 	if (n == 0)
 		job_run_finish(run);
 	else

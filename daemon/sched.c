@@ -23,6 +23,7 @@ struct sched {
 	struct sched_task *head;
 	bool running; /* a task is executing */
 	bool paused;
+	bool follower; /* another daemon holds the scheduler lock */
 	/* test-clock advance in progress */
 	bool advancing;
 	int64_t target;
@@ -112,6 +113,13 @@ sched_next(const struct sched *s, const char *key)
 	return -1;
 }
 
+void
+sched_set_leader(struct sched *s, bool leader)
+{
+	s->follower = !leader;
+	sched_kick(s);
+}
+
 bool
 sched_busy(const struct sched *s)
 {
@@ -140,6 +148,8 @@ sched_kick(struct sched *s)
 		sched_run_due(s);
 		return;
 	}
+	if (s->follower)
+		return;
 	if (s->head == NULL)
 		return;
 	now = clock_now();

@@ -34,5 +34,8 @@ void sched_kick(struct sched *s);
 int sched_advance(struct sched *s, int64_t target, sched_advanced_fn cb, void *arg);
 bool sched_busy(const struct sched *s);
 void sched_pause(struct sched *s, bool paused); /* draining: start no new task */
+/* Only the leader runs tasks on the real clock (R9.2); the test clock runs
+ * due work on whichever daemon it is moved on. */
+void sched_set_leader(struct sched *s, bool leader);
 
 #endif

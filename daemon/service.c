@@ -14,6 +14,7 @@
 #include "config.h"
 #include "db.h"
 #include "http_util.h"
+#include "cluster.h"
 #include "daily.h"
 #include "jobs.h"
 #include "rates.h"
@@ -21,6 +22,7 @@
 #include "metrics.h"
 #include "sched.h"
 #include "tz.h"
+#include "webhook.h"
 #include "xmalloc.h"
 
 #include <stdlib.h>
@@ -274,8 +276,12 @@ service_init(struct app *app)
 	app->batcher = batcher_new(app);
 	app->jobs = jobs_new(app);
 	app->rates = rates_new(app);
+	app->cluster = cluster_new(app);
+	metrics_add_writer(app->metrics, cluster_metrics, app->cluster);
+	app->webhook = webhook_new(app);
 	metrics_add_writer(app->metrics, service_metrics, app);
 	metrics_add_writer(app->metrics, jobs_metrics, app->jobs);
+	metrics_add_writer(app->metrics, webhook_metrics, app->webhook);
 }
 
 void
@@ -289,6 +295,8 @@ service_db_ready(struct app *app)
 	jobs_db_ready(app->jobs);
 	rates_reload(app->rates);
 	daily_db_ready(app);
+	webhook_start(app->webhook);
+	cluster_db_ready(app->cluster);
 }
 
 void
@@ -303,6 +311,7 @@ void
 service_config_changed(struct app *app)
 {
 	jobs_reschedule(app->jobs);
+	webhook_config_changed(app->webhook);
 }
 
 void
@@ -310,12 +319,13 @@ service_drain(struct app *app)
 {
 	sched_pause(app->sched, true);
 	batcher_flush(app->batcher);
+	webhook_drain(app->webhook);
 }
 
 bool
 service_busy(struct app *app)
 {
-	return batcher_busy(app->batcher) || jobs_busy(app->jobs);
+	return batcher_busy(app->batcher) || jobs_busy(app->jobs) || webhook_busy(app->webhook);
 }
 
 bool
@@ -330,5 +340,7 @@ service_free(struct app *app)
 	batcher_free(app->batcher);
 	jobs_free(app->jobs);
 	rates_free(app->rates);
+	cluster_free(app->cluster);
+	webhook_free(app->webhook);
 	acache_free(app->acache);
 }

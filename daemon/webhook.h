@@ -48,7 +48,8 @@ void webhook_free(struct webhook *wh);
 void webhook_start(struct webhook *wh);
 /* After SIGHUP: URL, secret, attempts and backoff may have changed. */
 void webhook_config_changed(struct webhook *wh);
-/* SIGTERM: start no new delivery. */
+/* SIGTERM: start no new delivery; cancel requests in flight and release their
+ * claims (the next daemon sends them again). */
 void webhook_drain(struct webhook *wh);
 /* A delivery's outcome is being recorded (blocks exit while draining). */
 bool webhook_busy(const struct webhook *wh);

@@ -15,7 +15,7 @@ CREDITD_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
 CREDITD_PACKAGES=(
 	build-essential meson ninja-build pkg-config
 	libevent-dev libjansson-dev libpq-dev uuid-dev libcmocka-dev libssl-dev libsystemd-dev
-	postgresql python3 curl clang systemd
+	postgresql python3 curl clang libclang-rt-14-dev systemd # libclang-rt: libFuzzer/ASan runtimes (scripts/fuzz.sh)
 	procps # /bin/kill, for ExecReload= in systemd/creditd.service (checked by test_systemd)
 )
 

@@ -77,5 +77,8 @@ else
 	failed=$((failed + 1))
 fi
 
+# libFuzzer targets, 20 s each (scripts/fuzz.sh): one test in the totals.
+if "$CREDITD_ROOT/scripts/fuzz.sh" 20; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
+
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -134,6 +134,14 @@ CREATE FUNCTION creditd_invoice_interest_lines(p_account uuid, p_invoice uuid, p
                                                p_first_line int, p_at timestamptz)
 RETURNS int LANGUAGE sql AS $$ SELECT 0 $$;
 
+-- Whether an account has something to bill for p_period (the interest
+-- migration adds interest and compensation).
+CREATE FUNCTION creditd_billable(p_account uuid, p_period date) RETURNS boolean
+LANGUAGE sql STABLE AS $$
+    SELECT EXISTS (SELECT 1 FROM usage_rollups r WHERE r.account_id = p_account
+                      AND r.invoice_id IS NULL AND r.period <= p_period)
+$$;
+
 -- Accounts with something to bill for p_period and no monthly invoice for
 -- it yet, in id order. The interest migration extends "something to bill".
 CREATE FUNCTION creditd_invoice_candidates(p_period date, p_limit int) RETURNS uuid[]
@@ -149,7 +157,8 @@ $$;
 -- R5.1-R5.4: invoice up to p_limit accounts that have unbilled usage of
 -- p_period or earlier and no monthly invoice for p_period yet; one
 -- transaction. Set-based over rollups. Returns how many accounts it invoiced
--- (0 = the run is complete).
+-- (0 = the run is complete; -1 = this chunk found its accounts billed
+-- meanwhile, go on).
 CREATE FUNCTION creditd_invoice_chunk(p_period date, p_issue date, p_prefix text, p_limit int,
                                       p_at timestamptz)
 RETURNS int LANGUAGE plpgsql AS $$
@@ -165,8 +174,17 @@ BEGIN
     IF accs IS NULL THEN
         RETURN 0;
     END IF;
-    n := cardinality(accs);
     PERFORM 1 FROM accounts WHERE id = ANY (accs) ORDER BY id FOR UPDATE;
+    -- a concurrent run for another period or a termination may have billed
+    -- them while we waited for the locks: keep those still billable
+    SELECT array_agg(x ORDER BY x) INTO accs FROM unnest(accs) x
+     WHERE creditd_billable(x, p_period)
+       AND NOT EXISTS (SELECT 1 FROM invoices i WHERE i.account_id = x
+                          AND i.period = p_period AND i.kind = 'monthly');
+    IF accs IS NULL THEN
+        RETURN -1;   -- nothing issued in this chunk; the caller goes on
+    END IF;
+    n := cardinality(accs);
 
     CREATE TEMP TABLE IF NOT EXISTS inv_new (
         account_id uuid, invoice_id uuid, number text, exp smallint, currency text,

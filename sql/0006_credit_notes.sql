@@ -1,11 +1,5 @@
--- 0006_credit_notes: credit notes (R5.5) and the invoice read hooks (R5.7).
--- The credit_notes table itself is created by 0005_invoicing.
-
--- Interest accrued on an invoice up to and including p_day and not yet
--- posted (API.md invoice "accrued_interest"). Until the interest feature
--- replaces it (CREATE OR REPLACE) nothing accrues.
-CREATE FUNCTION creditd_invoice_accrued(p_invoice uuid, p_day date) RETURNS bigint
-LANGUAGE sql STABLE AS $$ SELECT 0::bigint $$;
+-- 0006_credit_notes: credit notes (R5.5). The credit_notes table itself is
+-- created by 0005_invoicing.
 
 CREATE INDEX credit_notes_invoice ON credit_notes (invoice_id);
 
@@ -86,7 +80,11 @@ BEGIN
                            'credited', creditd_amount(inv.credited),
                            'balance', creditd_amount(bal)),
         response || jsonb_build_object('balance', creditd_amount(bal - p_amount)), p_rid);
-    -- R4.5: total_limit lifts once exposure is below the limit again
+    -- R4.5: `overdue` lifts when nothing is past due any more, total_limit
+    -- once exposure is below the limit again (both as in a payment's
+    -- transaction; creditd_overdue_reevaluate comes with 0007/0009 and is
+    -- resolved when this runs)
+    PERFORM creditd_overdue_reevaluate(acc, p_at);
     PERFORM creditd_payment_reevaluate(acc, p_thresholds, p_at, p_actor, p_rid);
 END
 $$;

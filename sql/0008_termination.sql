@@ -6,7 +6,8 @@
 --   to the termination date" is recorded beside the contractual due date:
 --   invoices.accelerated_due_date. The date that counts for overdue, aging
 --   and interest is invoices.effective_due_date = least(due_date,
---   accelerated_due_date) (a stored generated column). Invoices issued to an
+--   accelerated_due_date) (a stored generated column; creditd_due(i) of
+--   0009_interest is the same date). Invoices issued to an
 --   account after its termination (the monthly run billing late events) are
 --   due at issue: a trigger sets their accelerated_due_date to the issue date.
 -- * The final invoice (kind 'final', period = the billing month of the
@@ -30,6 +31,10 @@
 --   accepted (R3.5) and open rollups; the next monthly run bills them (a
 --   terminated account may thus get a 'monthly' invoice after its final one,
 --   due at issue). Any remaining (refundable) credit is applied to it.
+--   The daemon checks R3.5 against its account cache, updated when the
+--   termination commits; an event validated just before that and committed
+--   by the batcher just after is recorded (and billed the same way) even if
+--   it occurred after the termination instant (a window of one batch flush).
 -- * The status becomes 'terminated' for good; suspension reasons are kept as
 --   they were (history), scheduled limit changes are superseded.
 
@@ -68,6 +73,37 @@ END
 $$;
 CREATE TRIGGER invoices_terminated_due BEFORE INSERT ON invoices
     FOR EACH ROW EXECUTE FUNCTION creditd_invoice_terminated_due();
+
+-- Apply up to p_amount of account credit to one invoice, per component in
+-- the order of R6.1 (creditd_invoice_outstanding, 0007); returns what was
+-- applied. The invoice's account must be locked by the caller.
+CREATE FUNCTION creditd_apply_credit(p_invoice uuid, p_amount bigint, p_at timestamptz)
+RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE
+    o record;
+    rest bigint := p_amount;
+    x_c bigint;
+    x_i bigint;
+    x_u bigint;
+BEGIN
+    PERFORM 1 FROM invoices WHERE id = p_invoice FOR UPDATE;
+    o := creditd_invoice_outstanding(p_invoice);
+    x_c := least(rest, o.compensation);
+    rest := rest - x_c;
+    x_i := least(rest, o.interest);
+    rest := rest - x_i;
+    x_u := least(rest, o.usage);
+    rest := rest - x_u;
+    INSERT INTO payment_allocations (payment_id, invoice_id, component, amount, received_at)
+    SELECT NULL, p_invoice, c.component, c.amount, p_at
+      FROM (VALUES (1, 'compensation', x_c), (2, 'interest', x_i), (3, 'usage', x_u))
+           c(ord, component, amount)
+     WHERE c.amount > 0
+     ORDER BY c.ord;
+    UPDATE invoices SET credit_applied = credit_applied + x_c + x_i + x_u WHERE id = p_invoice;
+    RETURN x_c + x_i + x_u;
+END
+$$;
 
 -- The final invoice of one account (R5.6): every open rollup with a period
 -- >= p_from (the caller holds the invoice-run locks of those periods), kind
@@ -143,15 +179,13 @@ BEGIN
     UNION SELECT p_account, p_period
     ON CONFLICT DO NOTHING;
 
-    -- R5.3: account credit is applied at issue
+    -- R5.3: account credit is applied at issue (per component, R6.1)
     SELECT * INTO a FROM accounts WHERE id = p_account;
-    SELECT * INTO i FROM invoices WHERE id = inv;
-    applied := least(greatest(a.credit_balance, 0), greatest(i.total, 0));
-    UPDATE invoices SET credit_applied = applied WHERE id = inv RETURNING * INTO i;
-    IF applied > 0 THEN
-        INSERT INTO payment_allocations (payment_id, invoice_id, component, amount, received_at)
-        VALUES (NULL, inv, 'usage', applied, p_at);
+    applied := 0;
+    IF a.credit_balance > 0 THEN
+        applied := creditd_apply_credit(inv, a.credit_balance, p_at);
     END IF;
+    SELECT * INTO i FROM invoices WHERE id = inv;
     -- exposure (R4.2): billed usage leaves unbilled_usage (exact amounts)
     UPDATE accounts SET
         unbilled_usage = unbilled_usage - exact_sum,
@@ -165,37 +199,6 @@ BEGIN
                            'total', creditd_amount(i.total), 'currency', i.currency,
                            'issue_date', i.issue_date, 'due_date', i.due_date));
     RETURN inv;
-END
-$$;
-
--- Apply up to p_amount of account credit to one invoice, per component in
--- the order of R6.1 (creditd_invoice_outstanding, 0007); returns what was
--- applied. The invoice's account must be locked by the caller.
-CREATE FUNCTION creditd_apply_credit(p_invoice uuid, p_amount bigint, p_at timestamptz)
-RETURNS bigint LANGUAGE plpgsql AS $$
-DECLARE
-    o record;
-    rest bigint := p_amount;
-    x_c bigint;
-    x_i bigint;
-    x_u bigint;
-BEGIN
-    PERFORM 1 FROM invoices WHERE id = p_invoice FOR UPDATE;
-    o := creditd_invoice_outstanding(p_invoice);
-    x_c := least(rest, o.compensation);
-    rest := rest - x_c;
-    x_i := least(rest, o.interest);
-    rest := rest - x_i;
-    x_u := least(rest, o.usage);
-    rest := rest - x_u;
-    INSERT INTO payment_allocations (payment_id, invoice_id, component, amount, received_at)
-    SELECT NULL, p_invoice, c.component, c.amount, p_at
-      FROM (VALUES (1, 'compensation', x_c), (2, 'interest', x_i), (3, 'usage', x_u))
-           c(ord, component, amount)
-     WHERE c.amount > 0
-     ORDER BY c.ord;
-    UPDATE invoices SET credit_applied = credit_applied + x_c + x_i + x_u WHERE id = p_invoice;
-    RETURN x_c + x_i + x_u;
 END
 $$;
 

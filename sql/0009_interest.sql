@@ -101,18 +101,28 @@ SELECT x.invoice_id, x.month, i.account_id, i.currency_exp,
 -- R4.2: accrued, not yet posted interest of an invoice and of its account:
 -- unposted months at their exact value, posted months by the correction due.
 CREATE FUNCTION creditd_refresh_accrued(p_accounts uuid[]) RETURNS void LANGUAGE sql AS $$
-    UPDATE invoices i SET accrued_interest = coalesce((
-        SELECT sum(CASE WHEN EXISTS (SELECT 1 FROM interest_postings p
-                                      WHERE p.invoice_id = x.invoice_id AND p.month = x.month)
-                        THEN creditd_round(x.micro, i.currency_exp)
-                             - (SELECT sum(p.amount) FROM interest_postings p
-                                 WHERE p.invoice_id = x.invoice_id AND p.month = x.month)
-                        ELSE x.micro END)
-          FROM interest_accruals x WHERE x.invoice_id = i.id), 0)
-     WHERE i.account_id = ANY (p_accounts);
-    UPDATE accounts a SET accrued_interest = coalesce((
-        SELECT sum(i.accrued_interest) FROM invoices i WHERE i.account_id = a.id), 0)
-     WHERE a.id = ANY (p_accounts);
+    WITH posted AS (
+        SELECT p.invoice_id, p.month, sum(p.amount) AS amount
+          FROM interest_postings p JOIN invoices i ON i.id = p.invoice_id
+         WHERE i.account_id = ANY (p_accounts)
+         GROUP BY p.invoice_id, p.month),
+    accrued AS (
+        SELECT x.invoice_id,
+               sum(CASE WHEN po.amount IS NOT NULL
+                        THEN creditd_round(x.micro, i.currency_exp) - po.amount
+                        ELSE x.micro END) AS amount
+          FROM interest_accruals x JOIN invoices i ON i.id = x.invoice_id
+          LEFT JOIN posted po ON po.invoice_id = x.invoice_id AND po.month = x.month
+         WHERE i.account_id = ANY (p_accounts)
+         GROUP BY x.invoice_id)
+    UPDATE invoices i SET accrued_interest = coalesce(a.amount, 0)
+      FROM invoices i2 LEFT JOIN accrued a ON a.invoice_id = i2.id
+     WHERE i.id = i2.id AND i2.account_id = ANY (p_accounts)
+       AND i.accrued_interest IS DISTINCT FROM coalesce(a.amount, 0);
+    UPDATE accounts a SET accrued_interest = s.amount
+      FROM (SELECT i.account_id, sum(i.accrued_interest) AS amount FROM invoices i
+             WHERE i.account_id = ANY (p_accounts) GROUP BY i.account_id) s
+     WHERE a.id = s.account_id AND a.accrued_interest <> s.amount;
 $$;
 
 -- The daily job's interest step, part 1: the overdue invoices whose interest
@@ -236,6 +246,16 @@ END
 $$;
 
 -- Accounts with interest or compensation to post are billable too.
+CREATE OR REPLACE FUNCTION creditd_billable(p_account uuid, p_period date) RETURNS boolean
+LANGUAGE sql STABLE AS $$
+    SELECT EXISTS (SELECT 1 FROM usage_rollups r WHERE r.account_id = p_account
+                      AND r.invoice_id IS NULL AND r.period <= p_period)
+        OR EXISTS (SELECT 1 FROM interest_pending p WHERE p.account_id = p_account
+                      AND p.month <= p_period AND p.amount <> 0)
+        OR EXISTS (SELECT 1 FROM invoices o WHERE o.account_id = p_account
+                      AND o.compensation_due > 0 AND NOT o.compensation_posted)
+$$;
+
 CREATE OR REPLACE FUNCTION creditd_invoice_candidates(p_period date, p_limit int) RETURNS uuid[]
 LANGUAGE sql STABLE AS $$
     SELECT array_agg(account_id ORDER BY account_id) FROM (
@@ -261,6 +281,10 @@ RETURNS SETOF uuid LANGUAGE plpgsql AS $$
 DECLARE
     r record;
 BEGIN
+    -- R6.6: credit applied by the invoice run or a lower accrual may have
+    -- covered what kept an account suspended for being overdue
+    PERFORM creditd_overdue_reevaluate(a.id, p_at) FROM accounts a
+      WHERE 'overdue' = ANY (a.reasons);
     -- first overdue day notice and reminders (once each)
     FOR r IN SELECT i.id, i.account_id, i.number, p_day - creditd_due(i) AS days,
                     i.total - i.credit_applied - i.paid - i.credited AS balance, i.currency_exp
@@ -315,7 +339,9 @@ BEGIN
                   AND i.total - i.credit_applied - i.paid - i.credited > 0) THEN
         RETURN;
     END IF;
-    IF a.credit_balance < a.accrued_interest THEN
+    -- the interest as it will be posted (rounded per line), not the exact accrual
+    IF a.credit_balance < (SELECT coalesce(sum(p.amount), 0) FROM interest_pending p
+                            WHERE p.account_id = p_account) THEN
         RETURN;
     END IF;
     PERFORM creditd_change_reasons(p_account, NULL, ARRAY['overdue'], 'payment', 'system', NULL,

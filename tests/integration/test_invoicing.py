@@ -57,8 +57,7 @@ def many_amount(i):
 
 
 def post_events(daemon, events):
-    """POST /v1/events, retrying while the daemon answers 503 (its account
-    cache reloads after a job; see the report of issue 4)."""
+    """POST /v1/events, retrying while the daemon answers 503 (Retry-After)."""
     for _ in range(200):
         r = daemon.request("POST", "/v1/events", events, token="platform")
         if r.status != 503:
@@ -121,12 +120,16 @@ EUR_LINES = [("chat", None, 1, "1.5", "1.50"),
 JPY_EVENTS = [("chat", None, "0.5", 1), ("sms", "JP", "2.5", 1), ("voice", "JP", "1.4", 1)]
 JPY_LINES = [("chat", None, 1, "0.5", "1"), ("sms", "JP", 1, "2.5", "3"),
              ("voice", "JP", 1, "1.4", "1")]
-KWD_EVENTS = [("sms", "KW", "0.0015", 1), ("voice", "KW", "1.2345", 1)]
-KWD_LINES = [("sms", "KW", 1, "0.0015", "0.002"), ("voice", "KW", 1, "1.2345", "1.235")]
+KWD_EVENTS = [("chat", None, "0.00001", 3), ("sms", "KW", "0.0015", 1),
+              ("voice", "KW", "1.2345", 1)]
+# chat: 0.00001 for 3 units has no exact unit price in micro-units: none shown
+KWD_LINES = [("chat", None, 3, None, "0.000"), ("sms", "KW", 1, "0.0015", "0.002"),
+             ("voice", "KW", 1, "1.2345", "1.235")]
 
 
 def expected_lines(events, currency):
-    """Per (service, destination): quantity, uniform unit price, rounded sum."""
+    """Per (service, destination): quantity, uniform unit price (when exact
+    in micro-units), rounded sum."""
     groups = {}
     for s, d, a, q in events:
         g = groups.setdefault((s, d or ""), [0, set(), Decimal(0)])
@@ -134,7 +137,8 @@ def expected_lines(events, currency):
         g[1].add(Decimal(a) / q)
         g[2] += Decimal(a)
     return [(s, d or None, g[0],
-             format(min(g[1]).normalize(), "f") if len(g[1]) == 1 else None,
+             format(min(g[1]).normalize(), "f")
+             if len(g[1]) == 1 and (min(g[1]) * 10**6) % 1 == 0 else None,
              fmt(g[2], currency)) for (s, d), g in sorted(groups.items())]
 
 
@@ -437,6 +441,12 @@ class Invoicing(harness.DaemonTestCase):
                 self.assertIn(l["amount"], html)
             for k in ("2026-01", "2026-02-01", "2026-02-16", "2.75", "creditd"):
                 self.assertIn(k, html)
+        settled = self.invoice_of("I-CRED2", "2026-01")["number"]
+        r = self.request("GET", f"/v1/invoices/{settled}?format=html", token="read")
+        self.assertStatus(r, 200)
+        html = r.text
+        self.assertIn("Nothing is due", html)
+        self.assertNotIn("Please pay", html)
         # JSON stays the default, and explicit
         r = self.request("GET", "/v1/invoices/" + inv["number"] + "?format=json",
                          token="read", headers={"Accept": "text/html"})
