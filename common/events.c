@@ -9,6 +9,7 @@
 
 #include "civil.h"
 #include "money.h"
+#include "utf8.h"
 #include "xmalloc.h"
 
 #define EVENT_TEXT_MAX 64
@@ -96,7 +97,7 @@ event_from_json(const json_t *o, const struct events_window *w, struct event_in 
 	}
 	v = json_object_get(o, "id");
 	if (json_is_string(v)) {
-		e->id_raw = xstrndup(json_string_value(v), 64);
+		e->id_raw = xstrndup(json_string_value(v), utf8_prefix(json_string_value(v), 64));
 		if (!events_uuid_canon(json_string_value(v), e->id))
 			event_reject(e, EVENT_INVALID_FIELD, "%s: must be a UUID", "id");
 	} else {
@@ -124,6 +125,12 @@ event_from_json(const json_t *o, const struct events_window *w, struct event_in 
 				}
 			} else if (e->amount <= 0) {
 				event_reject(e, EVENT_INVALID_AMOUNT, "%s: must be greater than 0",
+				             key);
+			} else if (e->amount > EVENTS_MAX_AMOUNT) {
+				/* a bound that keeps the sums of a whole group commit
+				 * (batch_queue_events of them) far from int64 overflow */
+				event_reject(e, EVENT_INVALID_AMOUNT,
+				             "%s: larger than the maximum of 1000000 per event",
 				             key);
 			}
 		} else if (strcmp(key, "occurred_at") == 0) {
@@ -156,7 +163,8 @@ event_from_json(const json_t *o, const struct events_window *w, struct event_in 
 				e->quantity = (int32_t)json_integer_value(v);
 		} else {
 			char msg[80];
-			snprintf(msg, sizeof msg, "%.40s: unknown field", key);
+			snprintf(msg, sizeof msg, "%.*s: unknown field", (int)utf8_prefix(key, 40),
+			         key);
 			event_reject(e, EVENT_INVALID_FIELD, "%s", msg);
 		}
 	}
@@ -215,10 +223,12 @@ events_parse(const char *body, size_t len, bool ndjson, size_t max_events,
 				batch_grow(out, &cap);
 				o = json_loadb(p, (size_t)(le - p), JSON_REJECT_DUPLICATES, &jerr);
 				if (o == NULL) {
+					utf8_clean(jerr.text);
 					out->ev[out->n].quantity = 1;
 					out->ev[out->n].verdict = EVENT_INVALID_FIELD;
 					snprintf(out->ev[out->n].why, sizeof out->ev[out->n].why,
-					         "line is not valid JSON: %.60s", jerr.text);
+					         "line is not valid JSON: %.*s",
+					         (int)utf8_prefix(jerr.text, 60), jerr.text);
 				} else {
 					event_from_json(o, w, &out->ev[out->n]);
 					json_decref(o);
@@ -230,6 +240,7 @@ events_parse(const char *body, size_t len, bool ndjson, size_t max_events,
 	} else {
 		json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr), *arr;
 		if (root == NULL) {
+			utf8_clean(jerr.text);
 			snprintf(err, errlen, "invalid JSON at line %d column %d: %s", jerr.line,
 			         jerr.column, jerr.text);
 			return EVENTS_PARSE_BAD_JSON;

@@ -15,6 +15,9 @@ enum event_verdict {
 	EVENT_INVALID_TIME,   /* not RFC 3339, too far in the future or too old */
 };
 
+/* The largest amount of one event: 1,000,000.000000 (R1.1). */
+#define EVENTS_MAX_AMOUNT (INT64_C(1000000) * INT64_C(1000000))
+
 struct event_in {
 	char id[37];      /* lowercase UUID text; "" when the id is invalid */
 	char *id_raw;     /* the id as sent (for the reply), NULL if not a string */

@@ -18,6 +18,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "route.h"
+#include "utf8.h"
 #include "xmalloc.h"
 
 #define HTTP_MAX_HEADERS_SIZE 16384
@@ -285,19 +286,35 @@ http_reply_json(struct http_req *r, int status, json_t *body)
 	evbuffer_free(buf);
 }
 
+/* A copy of s with each byte that is not valid UTF-8 replaced by '?'. Error
+ * texts quote client input cut to a length (e.g. "%.40s: unknown field"),
+ * which can split a character; jansson refuses such a string and the reply
+ * would lose its JSON body. */
+static char *
+http_utf8_clean(const char *s)
+{
+	char *out = xstrdup(s);
+
+	utf8_clean(out);
+	return out;
+}
+
 void
 http_reply_error(struct http_req *r, int status, const char *code, const char *message,
                  const char *field)
 {
-	json_t *err = json_pack("{s:s, s:s}", "code", code, "message", message);
+	char *msg = http_utf8_clean(message), *fld = field ? http_utf8_clean(field) : NULL;
+	json_t *err = json_pack("{s:s, s:s}", "code", code, "message", msg);
 
-	if (field)
-		json_object_set_new(err, "field", json_string(field));
+	if (fld)
+		json_object_set_new(err, "field", json_string(fld));
 	if (status >= 500)
-		log_req(LOG_LEVEL_WARNING, r->rid, "%d %s: %s", status, code, message);
+		log_req(LOG_LEVEL_WARNING, r->rid, "%d %s: %s", status, code, msg);
 	else
-		log_req(LOG_LEVEL_DEBUG, r->rid, "%d %s: %s%s%s", status, code, message,
-		        field ? " field=" : "", field ? field : "");
+		log_req(LOG_LEVEL_DEBUG, r->rid, "%d %s: %s%s%s", status, code, msg,
+		        fld ? " field=" : "", fld ? fld : "");
+	free(msg);
+	free(fld);
 	http_reply_json(r, status, json_pack("{s:o}", "error", err));
 }
 
@@ -383,7 +400,8 @@ http_decode_capture(const struct route_capture *c)
 	free(raw);
 	if (dec == NULL)
 		return NULL;
-	if (strlen(dec) != outlen) { /* embedded NUL */
+	/* embedded NUL, or not UTF-8 (PostgreSQL would refuse the parameter) */
+	if (strlen(dec) != outlen || !utf8_valid(dec)) {
 		free(dec);
 		return NULL;
 	}
@@ -424,9 +442,17 @@ http_dispatch(struct evhttp_request *req, void *arg)
 	}
 	if (path == NULL || *path == '\0')
 		path = "/";
-	if (q && evhttp_parse_query_str(q, &r->query) == 0)
+	if (q && evhttp_parse_query_str(q, &r->query) == 0) {
+		struct evkeyval *kv;
 		r->query_parsed = true;
-	else if (q) {
+		for (kv = r->query.tqh_first; kv != NULL; kv = kv->next.tqe_next) {
+			if (!utf8_valid(kv->key) || !utf8_valid(kv->value)) {
+				http_reply_error(r, 400, "validation_failed",
+				                 "query string is not UTF-8", NULL);
+				return;
+			}
+		}
+	} else if (q) {
 		http_reply_error(r, 400, "validation_failed", "malformed query string", NULL);
 		return;
 	}

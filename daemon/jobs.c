@@ -2,6 +2,7 @@
 #include "jobs.h"
 
 #include <event2/buffer.h>
+#include <event2/event.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +29,8 @@
 #define RETRY_MIN_USEC INT64_C(60000000)   /* 1 min */
 #define RETRY_MAX_USEC INT64_C(3600000000) /* 1 h */
 #define PERIODS_KEPT 24
+#define JOB_LOCK_KEY "7274300"
+#define SWEEP_SECONDS 30
 #define DEADLINE_DAY 10 /* R5.1: issued no later than the 10th */
 
 struct job_waiter {
@@ -60,6 +63,7 @@ struct jobs {
 	struct period_state periods[PERIODS_KEPT];
 	int nperiods;
 	int64_t retry_usec;
+	struct event *sweep_timer;
 };
 
 static void jobs_schedule_next(struct jobs *j);
@@ -78,6 +82,10 @@ jobs_new(struct app *app)
 void
 jobs_free(struct jobs *j)
 {
+	if (j == NULL)
+		return;
+	if (j->sweep_timer)
+		event_free(j->sweep_timer);
 	free(j);
 }
 
@@ -116,9 +124,8 @@ jobs_period_done(struct jobs *j, int32_t period, int64_t at, int invoices)
 		}
 		p->period = period;
 		p->invoiced_at = at;
-		p->invoices = 0;
 	}
-	p->invoices += invoices;
+	p->invoices = invoices;
 }
 
 /* R5.1: the end of the 10th of the month after the period, billing zone. */
@@ -198,6 +205,12 @@ job_run_end(struct job_run *run, bool ok)
 	for (struct job_waiter *w = run->waiters; w; w = w->next)
 		http_reply_json(w->r, 202, job_run_json(run, status));
 	j->running--;
+	{
+		const char *p[] = {run->id};
+		struct db_batch *b = db_batch_new();
+		db_batch_add(b, "SELECT pg_advisory_unlock(" JOB_LOCK_KEY ", hashtext($1))", 1, p);
+		db_submit_conn(j->app->db, 0, b, NULL, NULL);
+	}
 	if (ok && (run->invoices > 0 || run->daily))
 		acache_reload(j->app->acache, j->app, false); /* exposure and reasons moved */
 	if (run->sched && run->daily) {
@@ -228,6 +241,8 @@ job_run_recorded(const struct db_result *res, void *arg)
 	if (!db_result_ok(res))
 		log_warnx("invoice run %s: could not record the outcome: %s", run->id,
 		          db_result_error(res));
+	else if (!run->daily && run->error == NULL)
+		jobs_db_ready(run->j); /* the periods as the database counts them */
 	job_run_end(run, run->error == NULL);
 }
 
@@ -250,13 +265,14 @@ job_run_finish(struct job_run *run)
 	             5, p);
 	if (run->error == NULL && !run->daily) {
 		const char *q[] = {period, now, n};
-		db_batch_add(
-		    b,
-		    "INSERT INTO invoice_runs (period, invoiced_at, invoices) VALUES ($1::date, "
-		    "creditd_ts($2), $3::int) ON CONFLICT (period) DO UPDATE SET invoices = "
-		    "invoice_runs.invoices + excluded.invoices",
-		    3, q);
-		jobs_period_done(run->j, run->period, clock_now(), run->invoices);
+		/* the period's invoices, including those of an earlier run that died
+		 * half-way (its chunks committed) */
+		db_batch_add(b,
+		             "INSERT INTO invoice_runs (period, invoiced_at, invoices) VALUES ($1::date, "
+		             "creditd_ts($2), (SELECT count(*) FROM invoices WHERE period = $1::date "
+		             "AND kind = 'monthly')) ON CONFLICT (period) DO UPDATE SET invoices = "
+		             "excluded.invoices",
+		             2, q);
 		log_info("invoice run %s: period %.7s, %d invoices", run->id, period,
 		         run->invoices);
 	}
@@ -352,6 +368,18 @@ job_run_complete(struct job_run *run, json_t *result, const char *error)
 	job_run_finish(run);
 }
 
+static struct db_batch *
+job_run_insert_batch(const char *const *p)
+{
+	struct db_batch *b = db_batch_new();
+
+	db_batch_add(b,
+	             "INSERT INTO jobs (id, kind, params, status, requested_by, created_at) VALUES "
+	             "($1::uuid, $5, $2::jsonb, 'running', $3, creditd_ts($4))",
+	             5, p);
+	return b;
+}
+
 /* Start a run; `r` (optional) is answered at once, or when done if wait. */
 static void
 jobs_start(struct jobs *j, bool daily, int32_t period, const char *actor, struct http_req *r,
@@ -380,12 +408,13 @@ jobs_start(struct jobs *j, bool daily, int32_t period, const char *actor, struct
 		run->waiters->r = r;
 	}
 	const char *p[] = {run->id, params, actor, now, daily ? "daily" : "invoicing"};
-	struct db_batch *b = db_batch_new();
-	db_batch_add(b,
-	             "INSERT INTO jobs (id, kind, params, status, requested_by, created_at) VALUES "
-	             "($1::uuid, $5, $2::jsonb, 'running', $3, creditd_ts($4))",
-	             5, p);
-	if (db_submit(j->app->db, b, job_run_created, run) != 0) {
+	struct db_batch *b = job_run_insert_batch(p);
+	/* R9.2: the job's session lock on connection 0, taken in the inserting
+	 * transaction, tells the other daemons (and our successor) that its
+	 * runner is alive; a job whose lock is free was abandoned */
+	db_batch_add(b, "SELECT pg_try_advisory_lock(" JOB_LOCK_KEY ", hashtext($1))", 1, p);
+	if (db_submit_conn(j->app->db, 0, b, job_run_created, run) != 0 &&
+	    db_submit(j->app->db, job_run_insert_batch(p), job_run_created, run) != 0) {
 		free(run->waiters);
 		run->waiters = NULL;
 		if (r)
@@ -446,16 +475,59 @@ jobs_periods_loaded(const struct db_result *res, void *arg)
 	jobs_schedule_next(j);
 }
 
+static void
+jobs_swept(const struct db_result *res, void *arg)
+{
+	const PGresult *pg;
+
+	(void)arg;
+	if (!db_result_ok(res))
+		return;
+	pg = db_result_get(res, 0);
+	for (int i = 0; i < PQntuples(pg); i++)
+		log_warnx("job %s was abandoned by a daemon that stopped; marked failed",
+		          PQgetvalue(pg, i, 0));
+}
+
+/* Jobs still "running" whose runner's lock is free were abandoned (the
+ * daemon died): mark them failed. The transaction-level try-lock only
+ * tests the lock. */
+static void
+jobs_sweep(evutil_socket_t fd, short what, void *arg)
+{
+	struct jobs *j = arg;
+	char now[24];
+
+	(void)fd;
+	(void)what;
+	usec_param(clock_now(), now);
+	const char *p[] = {now};
+	struct db_batch *b = db_batch_new();
+	db_batch_add(b,
+	             "UPDATE jobs SET status = 'failed', error = 'abandoned: the daemon running "
+	             "it stopped', finished_at = creditd_ts($1) WHERE status = 'running' AND "
+	             "pg_try_advisory_xact_lock(" JOB_LOCK_KEY ", hashtext(id::text)) RETURNING id",
+	             1, p);
+	db_submit(j->app->db, b, jobs_swept, j);
+}
+
 void
 jobs_db_ready(struct jobs *j)
 {
 	struct db_batch *b = db_batch_new();
 
 	db_batch_add(b,
-	             "SELECT period - date '1970-01-01', creditd_us(invoiced_at), invoices FROM "
-	             "invoice_runs ORDER BY period DESC LIMIT 24",
+	             "SELECT r.period - date '1970-01-01', creditd_us(r.invoiced_at), "
+	             "(SELECT count(*) FROM invoices i WHERE i.period = r.period AND i.kind = "
+	             "'monthly') FROM invoice_runs r ORDER BY r.period DESC LIMIT 24",
 	             0, NULL);
 	db_submit(j->app->db, b, jobs_periods_loaded, j);
+	if (j->sweep_timer == NULL) {
+		struct timeval tv = {SWEEP_SECONDS, 0};
+		j->sweep_timer = event_new(j->app->base, -1, EV_PERSIST, jobs_sweep, j);
+		event_add(j->sweep_timer, &tv);
+		jobs_sweep(-1, 0, j);
+	}
 }
 
 void
