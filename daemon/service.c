@@ -83,9 +83,8 @@ service_rollover_done(const struct db_result *res, void *arg)
 		sched_add(app->sched, clock_now() + INT64_C(10000000), ROLLOVER_KEY,
 		          service_rollover_task, app);
 	} else {
-		const PGresult *pg = db_result_get(res, 0);
-		const PGresult *acc = db_result_get(res, 1);
-		log_info("month rollover: %s accounts", PQgetvalue(pg, 0, 0));
+		const PGresult *acc = db_result_get(res, 0);
+		log_info("month rollover: %d accounts", PQntuples(acc));
 		for (int i = 0; i < PQntuples(acc); i++)
 			acache_update(app->acache, acc, i);
 		service_schedule_rollover(app);
@@ -108,10 +107,11 @@ service_rollover_task(struct sched *s, int64_t due, void *arg)
 	thresholds_param(app->cfg, thr);
 	const char *p[] = {month, thr, at};
 	struct db_batch *b = db_batch_new();
-	db_batch_add(b, "SELECT creditd_month_rollover($1::date, $2::int[], creditd_ts($3))", 3, p);
-	db_batch_add(
-	    b, "SELECT * FROM account_view WHERE usage_month_day = $1::date - date '1970-01-01'", 1,
-	    p);
+	/* only the accounts moved to the new month are re-read */
+	db_batch_add(b,
+	             "SELECT " ACACHE_COLUMNS " FROM account_view WHERE id IN (SELECT "
+	             "creditd_month_rollover_accounts($1::date, $2::int[], creditd_ts($3)))",
+	             3, p);
 	if (db_submit(app->db, b, service_rollover_done, run) != 0) {
 		free(run);
 		/* retry soon; the task stays idempotent */
