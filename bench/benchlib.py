@@ -1,5 +1,5 @@
 """Shared pieces of the creditd benchmarks (bench/ingest, bench/authorize,
-bench/memory). Python 3 standard library only.
+bench/memory, bench/invoicing, bench/daily). Python 3 standard library only.
 
 Builds an optimized daemon into build-bench/ (meson release, no tests), starts
 a private PostgreSQL cluster with durable settings (fsync and
@@ -87,19 +87,33 @@ def daemon_binary() -> str:
     return binary
 
 
-def insert_accounts_sql(n: int) -> str:
+def insert_accounts_sql(n: int, month: str | None = None, created_at: str | None = None) -> str:
     """SQL inserting accounts 1..n, each in the current billing month (UTC, the
     daemon's billing.timezone here) with limits far above any benchmark's
-    usage, so the limit evaluation runs but never suspends."""
+    usage, so the limit evaluation runs but never suspends. With a test
+    clock: month = its billing month ('2026-02-01'), created_at a time before
+    it (default: now())."""
+    usage_month = f"date '{month}'" if month else "date_trunc('month', now() AT TIME ZONE 'UTC')::date"
+    created = f"timestamptz '{created_at}'" if created_at else "now()"
     return f"""
 INSERT INTO accounts (id, external_ref, name, currency, jurisdiction, contractual_rate,
                       payment_terms_days, monthly_limit, total_limit, usage_month,
                       created_at, updated_at)
 SELECT {ACCOUNT_ID_SQL.format(n='g')}, 'b' || g, 'Bench account ' || g, 'EUR', 'DE',
        120000, 15, 1000000000000000, 2000000000000000,
-       date_trunc('month', now() AT TIME ZONE 'UTC')::date, now(), now()
+       {usage_month}, {created}, {created}
   FROM generate_series(1, {int(n)}) g;
 """
+
+
+# Diagnosis (--profile of bench/invoicing and bench/daily): every statement,
+# also those inside PL/pgSQL functions, with its total time.
+PROFILE_PG = {
+    "shared_preload_libraries": "'pg_stat_statements'",
+    "pg_stat_statements.track": "all",
+    "pg_stat_statements.max": "5000",
+    "track_io_timing": "on",
+}
 
 
 class Bench:
@@ -107,18 +121,23 @@ class Bench:
     daemon (real clock)."""
 
     def __init__(self, n_accounts: int, config: Mapping[str, Any] | None = None,
-                 daemon_env: Mapping[str, str] | None = None) -> None:
+                 daemon_env: Mapping[str, str] | None = None, test_clock: str | None = None,
+                 month: str | None = None, created_at: str | None = None,
+                 pg_settings: Mapping[str, str] | None = None) -> None:
+        """test_clock: start the daemon with --test-clock=test_clock (frozen
+        business time); month/created_at: see insert_accounts_sql;
+        pg_settings: more cluster settings (e.g. PROFILE_PG)."""
         self.binary = daemon_binary()
-        self.cluster = harness.PgCluster(settings=DURABLE_PG)
+        self.cluster = harness.PgCluster(settings={**DURABLE_PG, **(pg_settings or {})})
         self.daemon: harness.Daemon | None = None
         try:
             self.cluster.start()
             self.cluster.createdb("creditd")
             self.daemon = harness.Daemon(self.cluster.conninfo("creditd"), config=config,
-                                         test_clock=None, binary=self.binary, env=daemon_env)
+                                         test_clock=test_clock, binary=self.binary, env=daemon_env)
             self.daemon.migrate()
             t = time.monotonic()
-            self.cluster.psql(insert_accounts_sql(n_accounts) + "ANALYZE accounts;")
+            self.cluster.psql(insert_accounts_sql(n_accounts, month, created_at) + "ANALYZE accounts;")
             log(f"{n_accounts} accounts inserted in {time.monotonic() - t:.1f} s")
         except BaseException:
             self.close()
@@ -143,6 +162,76 @@ class Bench:
             d.destroy()
         self.cluster.psql(insert_accounts_sql(n_accounts) + "ANALYZE accounts;", dbname=name)
         return self.cluster.conninfo(name)
+
+    def sql(self, sql: str, dbname: str = "creditd", timeout: float = 1800) -> tuple[str, float]:
+        """Runs SQL with psql (no 120 s limit, unlike harness.psql) and returns
+        (stdout, seconds); for bulk loads."""
+        cmd = [self.pg_tool("psql"), "-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1",
+               *self.pg_args(dbname), "-f", "-"]
+        t = time.monotonic()
+        r = subprocess.run(cmd, input=sql, capture_output=True, text=True, timeout=timeout)
+        if r.returncode != 0:
+            raise SystemExit(f"psql failed: {r.stderr.strip()}\nSQL: {sql[:2000]}")
+        return r.stdout, time.monotonic() - t
+
+    def job(self, kind: str, body: Mapping[str, Any], timeout: float = 1800) -> dict:
+        """POST /v1/jobs/<kind>?wait=true (ops token) timed in the client
+        (wall clock; the jobs table's times are business time, frozen under a
+        test clock), with the CPU seconds the daemon and PostgreSQL used
+        meanwhile. Raises if the job does not succeed."""
+        assert self.daemon is not None
+        pg = self.postgres_pids()
+        c0 = (cpu_seconds([self.daemon.proc.pid]), cpu_seconds(pg))
+        self.daemon._close_conn()  # a kept-alive socket keeps its old timeout
+        t = time.monotonic()
+        r = self.daemon.request("POST", f"/v1/jobs/{kind}?wait=true", body, token="ops",
+                                timeout=timeout)
+        wall = time.monotonic() - t
+        pg = sorted(set(pg) | set(self.postgres_pids()))
+        c1 = (cpu_seconds([self.daemon.proc.pid]), cpu_seconds(pg))
+        if r.status != 202 or not isinstance(r.json, dict) or r.json.get("status") != "succeeded":
+            raise SystemExit(f"POST /v1/jobs/{kind} {body}: HTTP {r.status} {r.text[:500]}\n"
+                             f"--- daemon log tail:\n{self.daemon.log_tail(20)}")
+        return {"seconds": wall, "json": r.json, "cpu_daemon": c1[0] - c0[0],
+                "cpu_pg": c1[1] - c0[1]}
+
+    def wait_idle(self, timeout: float = 120.0, quiet: float = 0.05) -> float:
+        """Waits until the daemon and PostgreSQL use less than `quiet` of a CPU
+        over half a second (cache reloads and NOTIFY refreshes after a job are
+        done); returns the seconds waited."""
+        assert self.daemon is not None
+        t = time.monotonic()
+        while time.monotonic() - t < timeout:
+            pids = [self.daemon.proc.pid] + self.postgres_pids()
+            c0 = cpu_seconds(pids)
+            time.sleep(0.5)
+            if cpu_seconds(pids) - c0 < quiet * 0.5:
+                break
+        return time.monotonic() - t
+
+    def profile_reset(self, dbname: str = "creditd") -> None:
+        """With PROFILE_PG: forget the statistics gathered so far."""
+        self.sql("CREATE EXTENSION IF NOT EXISTS pg_stat_statements; "
+                 "SELECT pg_stat_statements_reset();", dbname)
+
+    def profile_top(self, n: int = 12, dbname: str = "creditd") -> list[str]:
+        """With PROFILE_PG: the statements (top level and inside functions)
+        with the most total execution time since profile_reset()."""
+        out, _ = self.sql(f"""
+SELECT round(sum(total_exec_time)::numeric / 1000, 2), sum(calls), sum(rows),
+       round((sum(total_exec_time) / sum(calls))::numeric, 3), bool_or(toplevel),
+       regexp_replace(left(query, 150), '\s+', ' ', 'g')
+  FROM pg_stat_statements
+ WHERE query NOT LIKE '%pg_stat_statements%'
+ GROUP BY query   -- one entry per connection when a temporary table is involved
+ ORDER BY sum(total_exec_time) DESC LIMIT {int(n)};""", dbname)
+        lines = [f"  {'total s':>8} {'calls':>8} {'rows':>9} {'mean ms':>9} top  statement"]
+        for row in out.splitlines():
+            if not row.strip():
+                continue
+            tot, calls, rows, mean, top, q = row.split("|", 5)
+            lines.append(f"  {tot:>8} {calls:>8} {rows:>9} {mean:>9} {'t' if top == 't' else ' ':>3}  {q}")
+        return lines
 
     def pg_tool(self, tool: str) -> str:
         return os.path.join(self.cluster.bindir, tool)

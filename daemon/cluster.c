@@ -27,6 +27,7 @@ struct cluster {
 	bool flush_armed;
 	bool leader;
 	bool trying;
+	bool decided; /* the first lock attempt answered */
 	int leader_generation; /* connection 0's generation when the lock was taken */
 	char **pending;        /* account ids to refresh */
 	size_t npending, cap;
@@ -131,6 +132,7 @@ cluster_locked(const struct db_result *res, void *arg)
 	c->trying = false;
 	if (!db_result_ok(res))
 		return;
+	c->decided = true;
 	if (PQgetvalue(db_result_get(res, 0), 0, 0)[0] == 't') {
 		c->leader_generation = db_conn_generation(c->app->db, 0);
 		cluster_set_leader(c, true);
@@ -181,6 +183,12 @@ bool
 cluster_is_leader(const struct cluster *c)
 {
 	return c->leader;
+}
+
+bool
+cluster_decided(const struct cluster *c)
+{
+	return c->decided;
 }
 
 void

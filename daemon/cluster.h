@@ -21,6 +21,9 @@ struct cluster *cluster_new(struct app *app); /* before db_start */
 void cluster_free(struct cluster *c);
 void cluster_db_ready(struct cluster *c);
 bool cluster_is_leader(const struct cluster *c);
+/* Whether this daemon knows if it leads (for /readyz: due work such as a
+ * missed invoice run is started before the daemon reports ready). */
+bool cluster_decided(const struct cluster *c);
 void cluster_metrics(struct evbuffer *out, void *arg);
 
 #endif

@@ -85,8 +85,9 @@ sb_add(struct sbuf *b, const char *s)
 {
 	size_t l = strlen(s);
 
-	if (b->n + l + 2 > b->cap) {
-		b->cap = (b->n + l + 2) * 2;
+	/* separator or '{', the text, and room for sb_close's '}' and NUL */
+	if (b->n + l + 3 > b->cap) {
+		b->cap = (b->n + l + 3) * 2;
 		b->s = xreallocarray(b->s, b->cap, 1);
 	}
 	if (b->n == 0)

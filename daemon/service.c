@@ -331,7 +331,7 @@ service_busy(struct app *app)
 bool
 service_ready(struct app *app)
 {
-	return acache_loaded(app->acache);
+	return acache_loaded(app->acache) && cluster_decided(app->cluster);
 }
 
 void

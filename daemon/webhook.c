@@ -442,6 +442,10 @@ slot_send(struct slot *s, const PGresult *pg, int row)
 	evhttp_add_header(h, "Host", wh->host_header);
 	evhttp_add_header(h, "User-Agent", "creditd/" CREDITD_VERSION);
 	evhttp_add_header(h, "Content-Type", "application/json");
+	/* one request per TCP connection: a kept-alive connection that the
+	 * receiver closes while the next request is sent would count as a failed
+	 * attempt; libevent reconnects the same connection object next time */
+	evhttp_add_header(h, "Connection", "close");
 	evhttp_add_header(h, "Content-Length", len);
 	evhttp_add_header(h, "X-Creditd-Delivery", s->id);
 	evhttp_add_header(h, "X-Creditd-Timestamp", ts);
