@@ -17,6 +17,7 @@
 #include "clock.h"
 #include "currency.h"
 #include "db.h"
+#include "http_format.h"
 #include "http_util.h"
 #include "log.h"
 #include "money.h"
@@ -235,35 +236,12 @@ aging_empty_currency_json(const char *currency)
 /* ---- CSV (RFC 4180: CRLF line ends, quotes doubled) ---- */
 
 static void
-aging_csv_field(struct evbuffer *b, const char *s, bool first)
-{
-	const char *q;
-
-	if (!first)
-		evbuffer_add(b, ",", 1);
-	if (s == NULL)
-		return;
-	if (strpbrk(s, ",\"\r\n") == NULL) {
-		evbuffer_add(b, s, strlen(s));
-		return;
-	}
-	evbuffer_add(b, "\"", 1);
-	while ((q = strchr(s, '"')) != NULL) {
-		evbuffer_add(b, s, (size_t)(q - s) + 1);
-		evbuffer_add(b, "\"", 1);
-		s = q + 1;
-	}
-	evbuffer_add(b, s, strlen(s));
-	evbuffer_add(b, "\"", 1);
-}
-
-static void
 aging_csv_amounts(struct evbuffer *b, const int64_t amt[AGING_NBUCKETS + 1])
 {
 	char buf[MONEY_FMT_LEN];
 
 	for (int k = 0; k <= AGING_NBUCKETS; k++)
-		aging_csv_field(b, money_format(amt[k], buf), false);
+		csv_field(b, money_format(amt[k], buf), false);
 	evbuffer_add(b, "\r\n", 2);
 }
 
@@ -277,7 +255,7 @@ aging_csv(const struct aging *g, const char *filter)
 	struct evbuffer *b = evbuffer_new();
 
 	for (int i = 0; header[i]; i++)
-		aging_csv_field(b, header[i], i == 0);
+		csv_field(b, header[i], i == 0);
 	evbuffer_add(b, "\r\n", 2);
 	for (int k = 0; k < g->ncur; k++) {
 		const struct aging_group *cu = &g->cur[k];
@@ -286,26 +264,26 @@ aging_csv(const struct aging *g, const char *filter)
 		for (int a = cu->first; a < cu->first + cu->n; a++) {
 			int row = g->acct[a].first;
 
-			aging_csv_field(b, "account", true);
-			aging_csv_field(b, currency, false);
-			aging_csv_field(b, PQgetvalue(g->pg, row, g->c.account), false);
-			aging_csv_field(b, PQgetvalue(g->pg, row, g->c.ext), false);
-			aging_csv_field(b, PQgetvalue(g->pg, row, g->c.name), false);
+			csv_field(b, "account", true);
+			csv_field(b, currency, false);
+			csv_field(b, PQgetvalue(g->pg, row, g->c.account), false);
+			csv_field(b, PQgetvalue(g->pg, row, g->c.ext), false);
+			csv_field(b, PQgetvalue(g->pg, row, g->c.name), false);
 			aging_csv_amounts(b, g->acct[a].amt);
 		}
-		aging_csv_field(b, "total", true);
-		aging_csv_field(b, currency, false);
-		aging_csv_field(b, NULL, false);
-		aging_csv_field(b, NULL, false);
-		aging_csv_field(b, NULL, false);
+		csv_field(b, "total", true);
+		csv_field(b, currency, false);
+		csv_field(b, NULL, false);
+		csv_field(b, NULL, false);
+		csv_field(b, NULL, false);
 		aging_csv_amounts(b, cu->amt);
 	}
 	if (g->ncur == 0 && filter) {
-		aging_csv_field(b, "total", true);
-		aging_csv_field(b, filter, false);
-		aging_csv_field(b, NULL, false);
-		aging_csv_field(b, NULL, false);
-		aging_csv_field(b, NULL, false);
+		csv_field(b, "total", true);
+		csv_field(b, filter, false);
+		csv_field(b, NULL, false);
+		csv_field(b, NULL, false);
+		csv_field(b, NULL, false);
 		aging_csv_amounts(b, zero);
 	}
 	return b;
@@ -359,39 +337,22 @@ aging_cb(const struct db_result *res, void *arg)
 	free(q);
 }
 
-/* True when an Accept header lists text/csv (parameters ignored). */
-static bool
-aging_accepts_csv(const char *accept)
-{
-	const char *p = accept;
-
-	while (*p) {
-		p += strspn(p, " \t,");
-		if (strncasecmp(p, "text/csv", 8) == 0 && strchr(",; \t", p[8]) != NULL)
-			return true;
-		p += strcspn(p, ",");
-	}
-	return false;
-}
-
 void
 http_aging_report(struct http_req *r)
 {
-	const char *fmt = http_req_query(r, "format");
 	const char *currency = http_req_query(r, "currency");
 	const char *as_of = http_req_query(r, "as_of");
-	const char *accept = http_req_header(r, "Accept");
 	struct aging_req *q;
 	int32_t day;
 	char day_s[CIVIL_DATE_LEN], end_s[24];
 	bool csv;
 
-	if (fmt && strcmp(fmt, "csv") != 0 && strcmp(fmt, "json") != 0) {
-		http_reply_error(r, 400, "validation_failed", "format: must be json or csv",
-		                 "format");
-		return;
+	{
+		int f = http_req_format(r, "csv", "text/csv");
+		if (f < 0)
+			return;
+		csv = f == 1;
 	}
-	csv = fmt ? strcmp(fmt, "csv") == 0 : (accept && aging_accepts_csv(accept));
 	if (currency && *currency == '\0')
 		currency = NULL;
 	if (currency && !currency_valid(currency)) {

@@ -15,6 +15,7 @@
 #include "clock.h"
 #include "config.h"
 #include "db.h"
+#include "http_format.h"
 #include "http_util.h"
 #include "jsonfield.h"
 #include "money.h"
@@ -31,7 +32,6 @@ static const char *const issuer_lines[] = {
     NULL,
 };
 
-#define HTML_TYPE "text/html; charset=utf-8"
 #define MAX_NUMBER_LEN 64
 
 /* One invoice per row; $1 is today in the billing zone (R1.5) for status and
@@ -428,41 +428,6 @@ invoice_ref(const char *s, char id[37], const char **id_p, const char **number_p
 	return true;
 }
 
-/* True when the Accept header lists text/html (parameters ignored). */
-static bool
-accepts_html(const char *accept)
-{
-	const char *p = accept;
-
-	while (*p) {
-		p += strspn(p, " \t,");
-		if (strncasecmp(p, "text/html", 9) == 0 && strchr(",; \t", p[9]) != NULL)
-			return true;
-		p += strcspn(p, ",");
-	}
-	return false;
-}
-
-/* 1 for HTML, 0 for JSON, -1 after answering 400. */
-static int
-invoice_format(struct http_req *r)
-{
-	const char *f = http_req_query(r, "format");
-	const char *accept;
-
-	if (f) {
-		if (strcmp(f, "html") == 0)
-			return 1;
-		if (strcmp(f, "json") == 0)
-			return 0;
-		http_reply_error(r, 400, "validation_failed", "format: must be json or html",
-		                 "format");
-		return -1;
-	}
-	accept = http_req_header(r, "Accept");
-	return accept && accepts_html(accept) ? 1 : 0;
-}
-
 /* ---- GET /v1/invoices ---- */
 
 static void
@@ -567,7 +532,7 @@ http_invoices_get(struct http_req *r)
 	char id[37], today[CIVIL_DATE_LEN];
 	int fmt;
 
-	if ((fmt = invoice_format(r)) < 0)
+	if ((fmt = http_req_format(r, "html", "text/html")) < 0)
 		return;
 	if (!invoice_ref(http_req_capture(r, 0), id, &id_p, &number_p)) {
 		http_reply_error(r, 404, "not_found", "invoice not found", NULL);

@@ -16,77 +16,16 @@
 #include "currency.h"
 #include "db.h"
 #include "http.h"
+#include "http_format.h"
 #include "http_util.h"
 #include "log.h"
 #include "money.h"
 #include "tz.h"
 #include "xmalloc.h"
 
-#define CSV_TYPE "text/csv; charset=utf-8"
-
 /* ---- output format ---- */
 
-/* True when an Accept header lists text/csv (parameters such as q= ignored). */
-static bool
-reports_accepts_csv(const char *accept)
-{
-	const char *p = accept;
-
-	while (*p) {
-		p += strspn(p, " \t,");
-		if (strncasecmp(p, "text/csv", 8) == 0 && strchr(",; \t", p[8]) != NULL)
-			return true;
-		p += strcspn(p, ",");
-	}
-	return false;
-}
-
-/* 1 for CSV, 0 for JSON, -1 after answering 400 (unknown ?format=). */
-static int
-reports_format(struct http_req *r)
-{
-	const char *f = http_req_query(r, "format");
-	const char *accept;
-
-	if (f) {
-		if (strcmp(f, "csv") == 0)
-			return 1;
-		if (strcmp(f, "json") == 0)
-			return 0;
-		http_reply_error(r, 400, "validation_failed", "format: must be json or csv",
-		                 "format");
-		return -1;
-	}
-	accept = http_req_header(r, "Accept");
-	return accept && reports_accepts_csv(accept) ? 1 : 0;
-}
-
 /* ---- CSV (RFC 4180: CRLF line ends, quotes doubled) ---- */
-
-/* One field; NULL is an empty field. A field with a comma, quote, CR or LF
- * is quoted. */
-static void
-csv_field(struct evbuffer *b, const char *s, bool first)
-{
-	const char *q;
-
-	if (!first)
-		evbuffer_add(b, ",", 1);
-	if (s == NULL)
-		return;
-	if (strpbrk(s, ",\"\r\n") == NULL) {
-		evbuffer_add(b, s, strlen(s));
-		return;
-	}
-	evbuffer_add(b, "\"", 1);
-	while ((q = strchr(s, '"')) != NULL) {
-		evbuffer_add(b, s, (size_t)(q - s) + 1);
-		evbuffer_add(b, "\"", 1);
-		s = q + 1;
-	}
-	evbuffer_add(b, s, strlen(s));
-	evbuffer_add(b, "\"", 1);
-}
 
 static void
 csv_text_col(struct evbuffer *b, const PGresult *pg, int row, int c, bool first)
@@ -371,7 +310,7 @@ http_reports_exposure(struct http_req *r)
 	char month[16];
 	int fmt;
 
-	if ((fmt = reports_format(r)) < 0)
+	if ((fmt = http_req_format(r, "csv", "text/csv")) < 0)
 		return;
 	if (status && strcmp(status, "active") != 0 && strcmp(status, "suspended") != 0 &&
 	    strcmp(status, "terminated") != 0) {
@@ -548,8 +487,8 @@ http_reports_suspensions(struct http_req *r)
 	char p_from[24], p_to[24];
 	int fmt;
 
-	if ((fmt = reports_format(r)) < 0 || !reports_day_param(r, "from", &from) ||
-	    !reports_day_param(r, "to", &to))
+	if ((fmt = http_req_format(r, "csv", "text/csv")) < 0 ||
+	    !reports_day_param(r, "from", &from) || !reports_day_param(r, "to", &to))
 		return;
 	if (from != CIVIL_DAY_NONE && to != CIVIL_DAY_NONE && from > to) {
 		http_reply_error(r, 400, "validation_failed", "from: must not be after to", "from");

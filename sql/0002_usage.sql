@@ -52,6 +52,14 @@ $$;
 -- R4.3/R4.4/R4.5: re-evaluate an account's limit reasons and usage alerts.
 -- Called in the same transaction as whatever changed usage, exposure or
 -- limits (events, payments, limit changes, month rollover).
+-- Usage-alert percentage, in numeric: a huge usage must not overflow bigint
+-- and fail a whole ingest batch (R1.1).
+CREATE FUNCTION creditd_alert_percent(p_used bigint, p_limit bigint) RETURNS int
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE WHEN p_limit IS NULL OR p_limit <= 0 THEN 0
+                ELSE least(floor(greatest(p_used, 0)::numeric * 100 / p_limit), 100000)::int END
+$$;
+
 CREATE FUNCTION creditd_evaluate_limits(p_account uuid, p_thresholds int[], p_cause text,
                                         p_actor text, p_at timestamptz, p_rid text)
 RETURNS accounts LANGUAGE plpgsql AS $$
@@ -85,12 +93,8 @@ BEGIN
         END IF;
     END IF;
     -- R4.4: thresholds first crossed this month
-    IF a.monthly_limit IS NOT NULL AND a.monthly_limit > 0 THEN
-        pct_m := least(a.monthly_usage * 100 / a.monthly_limit, 100000);
-    END IF;
-    IF a.total_limit IS NOT NULL AND a.total_limit > 0 THEN
-        pct_e := least(greatest(exposure, 0) * 100 / a.total_limit, 100000);
-    END IF;
+    pct_m := creditd_alert_percent(a.monthly_usage, a.monthly_limit);
+    pct_e := creditd_alert_percent(exposure, a.total_limit);
     FOREACH t IN ARRAY coalesce(p_thresholds, '{}') LOOP
         IF pct_m >= t AND a.monthly_alerted < t THEN
             PERFORM creditd_notify(a.id, 'usage.threshold', p_at,
@@ -123,6 +127,17 @@ $$;
 
 -- R3: record a batch of validated events in one transaction (group commit).
 -- Returns one row per input position: accepted | duplicate | conflict.
+-- Plans stay linear in the batch and independent of the events table size
+-- (bench/ingest):
+--  * the batch table has a key on ord and an index on id, and is analyzed
+--    after it is filled, so that no cached plan nests loops over it;
+--  * the insert returns what it inserted (and while_suspended) into the batch
+--    table, so only events that were NOT inserted are looked up, by key, to
+--    tell duplicate from conflict;
+--  * limits are re-evaluated only for accounts whose usage or exposure
+--    reached the lowest alert threshold of a limit (below it nothing in
+--    creditd_evaluate_limits can change: ingest only adds usage).
+
 CREATE FUNCTION creditd_ingest(p_ids uuid[], p_accounts uuid[], p_amounts bigint[],
                                p_occurred bigint[], p_periods date[], p_services text[],
                                p_dests text[], p_qty int[], p_now bigint, p_month date,
@@ -130,23 +145,29 @@ CREATE FUNCTION creditd_ingest(p_ids uuid[], p_accounts uuid[], p_amounts bigint
 RETURNS TABLE (ord int, status text, while_suspended boolean) LANGUAGE plpgsql AS $$
 DECLARE
     now_ts timestamptz := creditd_ts(p_now);
+    min_pct int := least(coalesce((SELECT min(t) FROM unnest(p_thresholds) t), 100), 100);
+    accs uuid[];
     acc uuid;
 BEGIN
-    CREATE TEMP TABLE IF NOT EXISTS ingest_in (
-        ord int, id uuid, account_id uuid, amount bigint, occurred bigint, period date,
-        service text, destination text, quantity int, first_ord int, inserted boolean
+    CREATE TEMP TABLE IF NOT EXISTS ingest_batch (
+        ord int PRIMARY KEY, id uuid NOT NULL, account_id uuid NOT NULL, amount bigint,
+        occurred bigint, period date, service text, destination text, quantity int,
+        first_ord int, inserted boolean NOT NULL DEFAULT false,
+        suspended boolean NOT NULL DEFAULT false
     ) ON COMMIT DELETE ROWS;
-    INSERT INTO ingest_in
+    CREATE INDEX IF NOT EXISTS ingest_batch_id ON ingest_batch (id);
+    INSERT INTO ingest_batch (ord, id, account_id, amount, occurred, period, service,
+                              destination, quantity, first_ord)
     SELECT u.ord, u.id, u.account_id, u.amount, u.occurred, u.period, u.service,
-           coalesce(u.destination, ''), u.quantity,
-           min(u.ord) OVER (PARTITION BY u.id), false
+           coalesce(u.destination, ''), u.quantity, min(u.ord) OVER (PARTITION BY u.id)
       FROM unnest(p_ids, p_accounts, p_amounts, p_occurred, p_periods, p_services, p_dests,
                   p_qty) WITH ORDINALITY
            AS u(id, account_id, amount, occurred, period, service, destination, quantity, ord);
+    ANALYZE ingest_batch;
 
     -- lock the touched accounts in a fixed order (no deadlocks between daemons)
-    PERFORM 1 FROM accounts WHERE id IN (SELECT DISTINCT account_id FROM ingest_in)
-      ORDER BY id FOR UPDATE;
+    SELECT array_agg(DISTINCT b.account_id ORDER BY b.account_id) INTO accs FROM ingest_batch b;
+    PERFORM 1 FROM accounts WHERE id = ANY (accs) ORDER BY id FOR UPDATE;
 
     WITH ins AS (
         INSERT INTO events (id, account_id, amount, quantity, service, destination, occurred_at,
@@ -155,13 +176,13 @@ BEGIN
                creditd_ts(i.occurred), i.period, now_ts, a.status <> 'active',
                EXISTS (SELECT 1 FROM invoiced_periods ip
                         WHERE ip.account_id = i.account_id AND ip.period = i.period)
-          FROM ingest_in i JOIN accounts a ON a.id = i.account_id
+          FROM ingest_batch i JOIN accounts a ON a.id = i.account_id
          WHERE i.ord = i.first_ord
         ON CONFLICT (id) DO NOTHING
-        RETURNING id
+        RETURNING id, events.while_suspended AS susp
     )
-    UPDATE ingest_in SET inserted = true FROM ins
-     WHERE ingest_in.id = ins.id AND ingest_in.ord = ingest_in.first_ord;
+    UPDATE ingest_batch b SET inserted = true, suspended = ins.susp FROM ins
+     WHERE b.id = ins.id AND b.ord = b.first_ord;
 
     -- rollups (R5.3) from what was inserted
     INSERT INTO usage_rollups AS r (account_id, period, service, destination, quantity, amount,
@@ -170,7 +191,7 @@ BEGIN
            count(*), min(i.amount / i.quantity), max(i.amount / i.quantity),
            bool_or(EXISTS (SELECT 1 FROM invoiced_periods ip
                             WHERE ip.account_id = i.account_id AND ip.period = i.period))
-      FROM ingest_in i WHERE i.inserted
+      FROM ingest_batch i WHERE i.inserted
      GROUP BY i.account_id, i.period, i.service, i.destination
     ON CONFLICT (account_id, period, service, destination) WHERE invoice_id IS NULL
     DO UPDATE SET quantity = r.quantity + excluded.quantity, amount = r.amount + excluded.amount,
@@ -179,10 +200,12 @@ BEGIN
                   unit_max = greatest(r.unit_max, excluded.unit_max),
                   late = r.late OR excluded.late;
 
-    -- account counters (R4.1, R4.2)
+    -- account counters (R4.1, R4.2); a counter still on an older month
+    -- (rollover pending) only takes unbilled usage
     UPDATE accounts a SET
         unbilled_usage = a.unbilled_usage + s.total,
-        monthly_usage = a.monthly_usage + s.monthly,
+        monthly_usage = CASE WHEN a.usage_month = p_month THEN a.monthly_usage + s.monthly
+                             ELSE a.monthly_usage END,
         last_event_at = greatest(a.last_event_at, s.last),
         updated_at = now_ts
       FROM (SELECT i.account_id, sum(i.amount) AS total,
@@ -191,43 +214,46 @@ BEGIN
                          AND (ac.monthly_since IS NULL
                               OR creditd_ts(i.occurred) >= ac.monthly_since)), 0) AS monthly,
                    creditd_ts(max(i.occurred)) AS last
-              FROM ingest_in i JOIN accounts ac ON ac.id = i.account_id
+              FROM ingest_batch i JOIN accounts ac ON ac.id = i.account_id
              WHERE i.inserted
              GROUP BY i.account_id) s
-     WHERE a.id = s.account_id AND a.usage_month = p_month;
-    -- an account whose counter is still on an older month (rollover pending)
-    UPDATE accounts a SET
-        unbilled_usage = a.unbilled_usage + s.total,
-        last_event_at = greatest(a.last_event_at, s.last), updated_at = now_ts
-      FROM (SELECT i.account_id, sum(i.amount) AS total, creditd_ts(max(i.occurred)) AS last
-              FROM ingest_in i WHERE i.inserted GROUP BY i.account_id) s
-     WHERE a.id = s.account_id AND a.usage_month <> p_month;
+     WHERE a.id = s.account_id;
 
-    -- R4.3: suspension in the same transaction
-    FOR acc IN SELECT DISTINCT i.account_id FROM ingest_in i WHERE i.inserted ORDER BY 1 LOOP
+    -- R4.3/R4.4: suspension and alerts in the same transaction, for the
+    -- accounts that reached the lowest threshold of a limit
+    FOR acc IN SELECT a.id FROM accounts a
+                WHERE a.id = ANY (accs) AND a.status <> 'terminated'
+                  AND ((a.monthly_limit IS NOT NULL
+                        AND a.monthly_usage::numeric * 100 >= a.monthly_limit::numeric * min_pct)
+                    OR (a.total_limit IS NOT NULL
+                        AND (a.unbilled_usage + a.open_balance + a.accrued_interest
+                             - a.credit_balance)::numeric * 100
+                            >= a.total_limit::numeric * min_pct))
+                ORDER BY a.id LOOP
         PERFORM creditd_evaluate_limits(acc, p_thresholds, 'usage', 'system', now_ts, NULL);
     END LOOP;
 
     RETURN QUERY
-    SELECT i.ord::int,
+    SELECT i.ord,
            CASE WHEN i.inserted THEN 'accepted'
-                WHEN e.account_id = i.account_id AND e.amount = i.amount
-                     AND e.quantity = i.quantity AND e.service = i.service
-                     AND e.destination = i.destination
-                     AND e.occurred_at = creditd_ts(i.occurred) THEN 'duplicate'
+                WHEN EXISTS (SELECT 1 FROM events e
+                              WHERE e.id = i.id AND e.account_id = i.account_id
+                                AND e.amount = i.amount AND e.quantity = i.quantity
+                                AND e.service = i.service AND e.destination = i.destination
+                                AND e.occurred_at = creditd_ts(i.occurred)) THEN 'duplicate'
                 ELSE 'conflict' END,
-           i.inserted AND e.while_suspended
-      FROM ingest_in i LEFT JOIN events e ON e.id = i.id
+           i.inserted AND i.suspended
+      FROM ingest_batch i
      ORDER BY i.ord;
 END
 $$;
 
 -- Month rollover (R4.5): the monthly counter restarts; monthly_limit lifts.
-CREATE FUNCTION creditd_month_rollover(p_month date, p_thresholds int[], p_at timestamptz)
-RETURNS integer LANGUAGE plpgsql AS $$
+CREATE FUNCTION creditd_month_rollover_accounts(p_month date, p_thresholds int[],
+                                                p_at timestamptz)
+RETURNS SETOF uuid LANGUAGE plpgsql AS $$
 DECLARE
     acc uuid;
-    n integer := 0;
 BEGIN
     FOR acc IN SELECT id FROM accounts WHERE usage_month < p_month ORDER BY id LOOP
         UPDATE accounts SET usage_month = p_month, monthly_usage = 0, monthly_since = NULL,
@@ -235,9 +261,8 @@ BEGIN
          WHERE id = acc;
         PERFORM creditd_evaluate_limits(acc, p_thresholds, 'month_rollover', 'system', p_at,
                                         NULL);
-        n := n + 1;
+        RETURN NEXT acc;
     END LOOP;
-    RETURN n;
 END
 $$;
 
