@@ -273,52 +273,94 @@ LANGUAGE sql STABLE AS $$
          ORDER BY account_id LIMIT p_limit) s
 $$;
 
--- R6.2/R6.6: overdue notices, reminders and suspension for day p_day.
--- Returns the accounts whose reasons changed.
+-- R6.2/R6.6: overdue notices, reminders and suspension for day p_day, set
+-- based (100,000 overdue invoices in one statement each, no per-row plans).
+-- Returns the accounts newly suspended for being overdue.
 CREATE FUNCTION creditd_daily_overdue(p_day date, p_reminders int[], p_suspend_after int,
                                       p_at timestamptz)
 RETURNS SETOF uuid LANGUAGE plpgsql AS $$
-DECLARE
-    r record;
 BEGIN
     -- R6.6: credit applied by the invoice run or a lower accrual may have
     -- covered what kept an account suspended for being overdue
     PERFORM creditd_overdue_reevaluate(a.id, p_at) FROM accounts a
-      WHERE 'overdue' = ANY (a.reasons);
-    -- first overdue day notice and reminders (once each)
-    FOR r IN SELECT i.id, i.account_id, i.number, p_day - creditd_due(i) AS days,
-                    i.total - i.credit_applied - i.paid - i.credited AS balance, i.currency_exp
-               FROM invoices i
-              WHERE creditd_due(i) < p_day AND i.total - i.credit_applied - i.paid - i.credited > 0
-              ORDER BY i.id LOOP
-        IF NOT EXISTS (SELECT 1 FROM invoice_notices n WHERE n.invoice_id = r.id
-                          AND n.kind = 'invoice.overdue') THEN
-            INSERT INTO invoice_notices VALUES (r.id, 'invoice.overdue', r.days, p_at);
-            PERFORM creditd_notify(r.account_id, 'invoice.overdue', p_at,
-                jsonb_build_object('account', r.account_id, 'invoice', r.id, 'number', r.number,
-                                   'days_overdue', r.days, 'balance', creditd_amount(r.balance)));
-        END IF;
-        INSERT INTO invoice_notices
-        SELECT r.id, 'invoice.reminder', d, p_at FROM unnest(p_reminders) d
-         WHERE d > 1 AND r.days >= d
-        ON CONFLICT DO NOTHING;
-        IF FOUND THEN
-            PERFORM creditd_notify(r.account_id, 'invoice.reminder', p_at,
-                jsonb_build_object('account', r.account_id, 'invoice', r.id, 'number', r.number,
-                                   'days_overdue', r.days, 'balance', creditd_amount(r.balance)));
-        END IF;
-    END LOOP;
-    IF p_suspend_after > 0 THEN
-        FOR r IN SELECT DISTINCT i.account_id FROM invoices i JOIN accounts a ON a.id = i.account_id
-                  WHERE p_day - creditd_due(i) > p_suspend_after
-                    AND i.total - i.credit_applied - i.paid - i.credited > 0
-                    AND a.status <> 'terminated' AND NOT ('overdue' = ANY (a.reasons))
-                  ORDER BY 1 LOOP
-            PERFORM creditd_change_reasons(r.account_id, ARRAY['overdue'], NULL, 'overdue',
-                                           'system', NULL, p_at, NULL);
-            RETURN NEXT r.account_id;
-        END LOOP;
+      WHERE 'overdue' = ANY (a.reasons)
+        AND NOT EXISTS (SELECT 1 FROM invoices i WHERE i.account_id = a.id
+                           AND creditd_due(i) < p_at::date
+                           AND i.total - i.credit_applied - i.paid - i.credited > 0);
+
+    CREATE TEMP TABLE IF NOT EXISTS overdue_now (
+        id uuid PRIMARY KEY, account_id uuid, number text, days int, balance bigint
+    ) ON COMMIT DELETE ROWS;
+    INSERT INTO overdue_now
+    SELECT i.id, i.account_id, i.number, p_day - creditd_due(i),
+           i.total - i.credit_applied - i.paid - i.credited
+      FROM invoices i
+     WHERE creditd_due(i) < p_day AND i.total - i.credit_applied - i.paid - i.credited > 0;
+    ANALYZE overdue_now;
+
+    -- the first overdue day's notice, once per invoice (stored as day 1)
+    WITH sent AS (
+        INSERT INTO invoice_notices (invoice_id, kind, days, sent_at)
+        SELECT o.id, 'invoice.overdue', 1, p_at FROM overdue_now o
+        ON CONFLICT DO NOTHING RETURNING invoice_id)
+    INSERT INTO notifications (account_id, kind, created_at, payload)
+    SELECT o.account_id, 'invoice.overdue', p_at,
+           jsonb_build_object('account', o.account_id, 'invoice', o.id, 'number', o.number,
+                              'days_overdue', o.days, 'balance', creditd_amount(o.balance))
+      FROM overdue_now o JOIN sent ON sent.invoice_id = o.id
+     ORDER BY o.id;
+
+    -- reminders on the configured days (day 1 is the notice); one
+    -- notification per invoice and run (the latest day reached), even if a
+    -- run was missed and several days were crossed at once
+    WITH sent AS (
+        INSERT INTO invoice_notices (invoice_id, kind, days, sent_at)
+        SELECT o.id, 'invoice.reminder', d, p_at
+          FROM overdue_now o, unnest(p_reminders) d
+         WHERE d > 1 AND o.days >= d
+        ON CONFLICT DO NOTHING RETURNING invoice_id, days)
+    INSERT INTO notifications (account_id, kind, created_at, payload)
+    SELECT DISTINCT ON (o.id) o.account_id, 'invoice.reminder', p_at,
+           jsonb_build_object('account', o.account_id, 'invoice', o.id, 'number', o.number,
+                              'days_overdue', o.days, 'reminder_day', sent.days,
+                              'balance', creditd_amount(o.balance))
+      FROM overdue_now o JOIN sent ON sent.invoice_id = o.id
+     ORDER BY o.id, sent.days DESC;
+    PERFORM pg_notify('creditd_outbox', '');
+
+    IF p_suspend_after <= 0 THEN
+        RETURN;
     END IF;
+    -- R6.6: suspension, set based: reasons, history and notification
+    RETURN QUERY
+    WITH cand AS (
+        SELECT a.id, a.status AS old_status, a.reasons AS old_reasons
+          FROM accounts a
+         WHERE a.id IN (SELECT o.account_id FROM overdue_now o WHERE o.days > p_suspend_after)
+           AND a.status <> 'terminated' AND NOT ('overdue' = ANY (a.reasons))
+         ORDER BY a.id FOR UPDATE),
+    upd AS (
+        UPDATE accounts a
+           SET reasons = (SELECT array_agg(r ORDER BY r)
+                            FROM unnest(array_append(a.reasons, 'overdue')) r),
+               status = 'suspended', updated_at = p_at
+          FROM cand WHERE a.id = cand.id
+        RETURNING a.id, a.external_ref, a.reasons, cand.old_status, cand.old_reasons),
+    hist AS (
+        INSERT INTO account_history (account_id, at, status_before, status_after,
+                                     reasons_before, reasons_after, cause, actor)
+        SELECT upd.id, p_at, upd.old_status, 'suspended', upd.old_reasons, upd.reasons,
+               'overdue', 'system' FROM upd
+        RETURNING account_id),
+    note AS (
+        INSERT INTO notifications (account_id, kind, created_at, payload)
+        SELECT upd.id, 'account.suspended', p_at,
+               jsonb_build_object('account', upd.id, 'external_ref', upd.external_ref,
+                                  'status', 'suspended', 'reasons', to_jsonb(upd.reasons),
+                                  'cause', 'overdue', 'note', NULL)
+          FROM upd ORDER BY upd.id
+        RETURNING account_id)
+    SELECT hist.account_id FROM hist;
 END
 $$;
 
