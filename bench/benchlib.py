@@ -178,14 +178,20 @@ class Bench:
         """POST /v1/jobs/<kind>?wait=true (ops token) timed in the client
         (wall clock; the jobs table's times are business time, frozen under a
         test clock), with the CPU seconds the daemon and PostgreSQL used
-        meanwhile. Raises if the job does not succeed."""
+        meanwhile. Raises if the job does not succeed; after `timeout`
+        seconds returns {"seconds": None, "timed_out": timeout} (the job goes
+        on in the daemon)."""
         assert self.daemon is not None
         pg = self.postgres_pids()
         c0 = (cpu_seconds([self.daemon.proc.pid]), cpu_seconds(pg))
         self.daemon._close_conn()  # a kept-alive socket keeps its old timeout
         t = time.monotonic()
-        r = self.daemon.request("POST", f"/v1/jobs/{kind}?wait=true", body, token="ops",
-                                timeout=timeout)
+        try:
+            r = self.daemon.request("POST", f"/v1/jobs/{kind}?wait=true", body, token="ops",
+                                    timeout=timeout)
+        except TimeoutError:
+            self.daemon._close_conn()
+            return {"seconds": None, "timed_out": timeout, "json": {}, "cpu_daemon": 0.0, "cpu_pg": 0.0}
         wall = time.monotonic() - t
         pg = sorted(set(pg) | set(self.postgres_pids()))
         c1 = (cpu_seconds([self.daemon.proc.pid]), cpu_seconds(pg))

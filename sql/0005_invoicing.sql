@@ -187,8 +187,9 @@ BEGIN
     n := cardinality(accs);
 
     CREATE TEMP TABLE IF NOT EXISTS inv_new (
-        account_id uuid, invoice_id uuid, number text, exp smallint, currency text,
-        terms int
+        account_id uuid PRIMARY KEY, invoice_id uuid, number text, exp smallint,
+        currency text, terms int, nlines int NOT NULL DEFAULT 0,
+        exact bigint NOT NULL DEFAULT 0
     ) ON COMMIT DELETE ROWS;
     CREATE TEMP TABLE IF NOT EXISTS inv_lines_new (
         account_id uuid, kind text, service text, destination text, period date,
@@ -220,6 +221,14 @@ BEGIN
      WHERE r.invoice_id IS NULL AND r.period <= p_period
      GROUP BY r.account_id, r.period, r.service, r.destination;
 
+    -- per account once (no correlated scans of the lines below)
+    UPDATE inv_new n2 SET nlines = t.n, exact = t.exact
+      FROM (SELECT account_id, count(*)::int AS n, sum(exact)::bigint AS exact
+              FROM inv_lines_new GROUP BY account_id) t
+     WHERE t.account_id = n2.account_id;
+    ANALYZE inv_new;
+    ANALYZE inv_lines_new;
+
     INSERT INTO invoices (id, number, account_id, kind, period, issue_date, due_date, currency,
                           currency_exp, usage_total, total, created_at)
     SELECT n2.invoice_id, n2.number, n2.account_id, 'monthly', p_period, p_issue,
@@ -242,8 +251,7 @@ BEGIN
     -- the hook for interest and compensation lines (issue 5): it adds lines
     -- and raises the invoice's totals itself
     PERFORM creditd_invoice_interest_lines(n2.account_id, n2.invoice_id, p_period,
-               (SELECT count(*)::int + 1 FROM inv_lines_new l WHERE l.account_id = n2.account_id),
-               p_at)
+                                           n2.nlines + 1, p_at)
        FROM inv_new n2;
 
     UPDATE usage_rollups r SET invoice_id = n2.invoice_id
@@ -269,8 +277,7 @@ BEGIN
         open_balance = a.open_balance + s.total - s.applied,
         updated_at = p_at
       FROM (SELECT n2.account_id, i.total, i.credit_applied AS applied,
-                   coalesce((SELECT sum(l.exact) FROM inv_lines_new l
-                              WHERE l.account_id = n2.account_id), 0) AS exact
+                   n2.exact
               FROM inv_new n2 JOIN invoices i ON i.id = n2.invoice_id) s
      WHERE a.id = s.account_id;
     PERFORM creditd_notify(i.account_id, 'invoice.issued', p_at,
