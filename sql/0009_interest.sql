@@ -52,6 +52,8 @@ CREATE TABLE interest_accruals (
     month      date NOT NULL,
     exact      numeric NOT NULL,
     micro      bigint NOT NULL,
+    posted     bigint NOT NULL DEFAULT 0,      -- sum of interest_postings of the month
+    posted_any boolean NOT NULL DEFAULT false, -- something was posted (corrections follow)
     PRIMARY KEY (invoice_id, month)
 );
 
@@ -91,28 +93,18 @@ CREATE INDEX reactivations_due ON reactivations (effective_at) WHERE status = 's
 -- what was posted (a correction when something was posted already).
 CREATE VIEW interest_pending AS
 SELECT x.invoice_id, x.month, i.account_id, i.currency_exp,
-       creditd_round(x.micro, i.currency_exp)
-         - coalesce((SELECT sum(p.amount) FROM interest_postings p
-                      WHERE p.invoice_id = x.invoice_id AND p.month = x.month), 0) AS amount,
-       EXISTS (SELECT 1 FROM interest_postings p
-                WHERE p.invoice_id = x.invoice_id AND p.month = x.month) AS posted_before
+       creditd_round(x.micro, i.currency_exp) - x.posted AS amount,
+       x.posted_any AS posted_before
   FROM interest_accruals x JOIN invoices i ON i.id = x.invoice_id;
 
 -- R4.2: accrued, not yet posted interest of an invoice and of its account:
 -- unposted months at their exact value, posted months by the correction due.
 CREATE FUNCTION creditd_refresh_accrued(p_accounts uuid[]) RETURNS void LANGUAGE sql AS $$
-    WITH posted AS (
-        SELECT p.invoice_id, p.month, sum(p.amount) AS amount
-          FROM interest_postings p JOIN invoices i ON i.id = p.invoice_id
-         WHERE i.account_id = ANY (p_accounts)
-         GROUP BY p.invoice_id, p.month),
-    accrued AS (
+    WITH accrued AS (
         SELECT x.invoice_id,
-               sum(CASE WHEN po.amount IS NOT NULL
-                        THEN creditd_round(x.micro, i.currency_exp) - po.amount
+               sum(CASE WHEN x.posted_any THEN creditd_round(x.micro, i.currency_exp) - x.posted
                         ELSE x.micro END) AS amount
           FROM interest_accruals x JOIN invoices i ON i.id = x.invoice_id
-          LEFT JOIN posted po ON po.invoice_id = x.invoice_id AND po.month = x.month
          WHERE i.account_id = ANY (p_accounts)
          GROUP BY x.invoice_id)
     UPDATE invoices i SET accrued_interest = coalesce(a.amount, 0)
@@ -217,6 +209,8 @@ BEGIN
                 || to_char(r.month, 'YYYY-MM') || ' on ' || r.number);
         INSERT INTO interest_postings (invoice_id, month, line_invoice, amount)
         VALUES (r.invoice_id, r.month, p_invoice, r.amount);
+        UPDATE interest_accruals SET posted = posted + r.amount, posted_any = true
+         WHERE invoice_id = r.invoice_id AND month = r.month;
         interest := interest + r.amount;
         line := line + 1;
         n := n + 1;
