@@ -179,8 +179,10 @@ BEGIN
     -- them while we waited for the locks: keep those still billable
     SELECT array_agg(x ORDER BY x) INTO accs FROM unnest(accs) x
      WHERE creditd_billable(x, p_period)
-       AND NOT EXISTS (SELECT 1 FROM invoices i WHERE i.account_id = x
-                          AND i.period = p_period AND i.kind = 'monthly');
+       -- one index lookup per account (an anti-join would compare against
+       -- every invoice of the period already issued: not linear)
+       AND (SELECT 1 FROM invoices i WHERE i.account_id = x AND i.period = p_period
+               AND i.kind = 'monthly' LIMIT 1) IS NULL;
     IF accs IS NULL THEN
         RETURN -1;   -- nothing issued in this chunk; the caller goes on
     END IF;
