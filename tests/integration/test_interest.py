@@ -660,6 +660,47 @@ class WorkedExample(Api, unittest.TestCase):
         self.assertMoney(a["exposure"], "0", a)
         self.assertEqual((a["status"], a["suspension_reasons"]), ("active", []), a)
 
+    def test_38_credit_at_issue_by_component(self):
+        # R5.3 + R6.1: account credit applied by the invoice run goes to
+        # compensation, then interest, then usage. W-C (EUR, DE): October
+        # usage 100.00, due 16 Nov 2023; paid 150.00 on 25 Nov naming that
+        # invoice: 100.00 to it, 50.00 credit. Interest 17-25 Nov, 9 days at
+        # max(12, 3.12 + 9) = 12.12 %: 100 x 0.1212 x 9 / 365 = 0.2988... ->
+        # 0.30; compensation 40.00. December's invoice: usage 10.00 + 0.30 +
+        # 40.00 = 50.30, the 50.00 credit covers 40.00 + 0.30 + 9.70 usage, so
+        # the 0.30 still open is usage.
+        self.move("2023-10-10T10:00:00Z")
+        self.create("W-C", "EUR", "DE")
+        self.events("W-C", ["100.00"], "2023-10-10T09:30:00Z")
+        self.move("2023-11-01T03:00:00Z")
+        oct_inv = self.invoice("W-C", "2023-10")
+        self.assertEqual((oct_inv["total"], oct_inv["due_date"]), ("100.00", "2023-11-16"))
+        self.move("2023-11-20T10:00:00Z")
+        self.events("W-C", ["10.00"], "2023-11-20T09:00:00Z")
+        self.move("2023-11-25T10:00:00Z")
+        body = {"id": uid(), "account": "ext:W-C", "amount": "150.00",
+                "received_at": "2023-11-25T09:00:00Z", "reference": "BANK W-C",
+                "invoice": oct_inv["id"]}
+        j = self.ok(self.req("POST", "/v1/payments", body, "finance"), 201)
+        self.assertEqual([(x["invoice_id"], Decimal(x["amount"])) for x in j["allocations"]],
+                         [(oct_inv["id"], Decimal("100"))], j)
+        self.assertMoney(j["credit"], "50.00")
+        self.assertEqual(posted(exact_interest("100", "12.12", 9)), Decimal("0.30"))
+        self.move("2023-12-01T03:00:00Z")
+        i = self.invoice("W-C", "2023-11")
+        self.assertEqual([x["amount"] for x in self.lines(i, "usage")], ["10.00"], i)
+        self.assertEqual([x["amount"] for x in self.lines(i, "interest")], ["0.30"], i)
+        self.assertEqual([x["amount"] for x in self.lines(i, "compensation")], ["40.00"], i)
+        self.assertEqual((i["total"], i["paid"], i["balance"]), ("50.30", "50.00", "0.30"), i)
+        j = self.pay("W-C", "0.30", "2023-12-01T02:00:00Z")
+        self.assertEqual([(x["invoice_id"], {k: Decimal(v) for k, v in x["components"].items()})
+                          for x in j["allocations"]],
+                         [(i["id"], {"compensation": Decimal("0"), "interest": Decimal("0"),
+                                     "usage": Decimal("0.30")})], j)
+        a = self.account("W-C")
+        for k in ("open_balance", "credit_balance"):
+            self.assertMoney(a[k], "0", (k, a))
+
 
 if __name__ == "__main__":
     harness.main()

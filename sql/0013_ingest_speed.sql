@@ -1,0 +1,2 @@
+-- placeholder: filled in by the work on this migration
+SELECT 1;
