@@ -65,19 +65,50 @@ BEGIN
 END
 $$;
 
--- The chunk's cursor: the highest account already invoiced for the period.
-CREATE INDEX invoices_monthly_period ON invoices (period, account_id) WHERE kind = 'monthly';
--- Overdue invoices whose interest may still be posted, and compensation not
--- yet posted, by account (the candidates' ordered reads below).
-CREATE INDEX invoices_interest_open ON invoices (account_id)
-    WHERE interest_through IS NOT NULL AND NOT interest_done;
-CREATE INDEX invoices_compensation_open ON invoices (account_id)
-    WHERE compensation_due > 0 AND NOT compensation_posted;
+-- R1.3 rounding of micro-units to the currency's minor unit, half away from
+-- zero, as before (0005), written so that the planner inlines it (no FROM,
+-- not STRICT; NULL in, NULL out all the same) and without a float power:
+-- the run and the interest views call it millions of times.
+CREATE FUNCTION creditd_minor_unit(p_exp int) RETURNS bigint LANGUAGE sql IMMUTABLE AS $$
+    SELECT ('{1000000,100000,10000,1000,100,10}'::bigint[])[p_exp + 1]
+$$;
+CREATE OR REPLACE FUNCTION creditd_round(p bigint, p_exp int) RETURNS bigint
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE WHEN p_exp >= 6 THEN p
+                WHEN p < 0
+                THEN -((-p + creditd_minor_unit(p_exp) / 2) / creditd_minor_unit(p_exp)
+                       * creditd_minor_unit(p_exp))
+                ELSE (p + creditd_minor_unit(p_exp) / 2) / creditd_minor_unit(p_exp)
+                     * creditd_minor_unit(p_exp) END
+$$;
+
+-- Invoices issued to a terminated account are due at once (R5.6): the
+-- invoice run sets it itself (the final invoice is due at issue anyway),
+-- instead of a trigger looking up the account for every invoice.
+DROP TRIGGER invoices_terminated_due ON invoices;
+DROP FUNCTION creditd_invoice_terminated_due();
+
+-- Invoices and their monthly accruals are updated in place every day and
+-- by the invoice run: leave room in each page so that those updates stay on
+-- the page (HOT: no index entries written).
+ALTER TABLE invoices SET (fillfactor = 75);
+ALTER TABLE interest_accruals SET (fillfactor = 75);
+
+-- Where the run for a period has got to: chunks take the accounts in id
+-- order, each after the last account the previous chunk looked at, so that a
+-- chunk reads about as much as it bills and the run is linear in accounts.
+CREATE TABLE invoice_run_cursors (
+    period       date PRIMARY KEY,
+    after_account uuid NOT NULL
+);
+
+-- creditd_billable is no longer used: the chunk's lines decide.
+DROP FUNCTION creditd_billable(uuid, date);
 
 -- Accounts with something to bill for p_period and no monthly invoice for it
--- yet, in id order, over every account: the exact answer (0009's), read in
--- full. Used once the ordered reads below find nothing.
-CREATE FUNCTION creditd_invoice_candidates_all(p_period date, p_limit int) RETURNS uuid[]
+-- yet, in id order, over every account (0009's creditd_invoice_candidates):
+-- the end of a run, which finds what arrived below the cursor meanwhile.
+CREATE OR REPLACE FUNCTION creditd_invoice_candidates(p_period date, p_limit int) RETURNS uuid[]
 LANGUAGE sql STABLE AS $$
     SELECT array_agg(account_id ORDER BY account_id) FROM (
         SELECT account_id FROM (
@@ -94,103 +125,48 @@ LANGUAGE sql STABLE AS $$
          ORDER BY account_id LIMIT p_limit) s
 $$;
 
--- The same above account p_after, each source read in account order with a
--- limit through an index: a chunk reads about as many rows as it bills, not
--- every open rollup (so the run is linear in accounts). Every account it
--- returns is billable; it may miss some whose only interest is hidden from
--- the partial index (the exact pass above finds them).
-CREATE FUNCTION creditd_invoice_candidates_after(p_period date, p_limit int, p_after uuid)
-RETURNS uuid[] LANGUAGE sql STABLE AS $$
-    SELECT array_agg(account_id ORDER BY account_id) FROM (
-        SELECT DISTINCT account_id FROM (
-            (SELECT DISTINCT r.account_id FROM usage_rollups r
-              WHERE r.invoice_id IS NULL AND r.period <= p_period AND r.account_id > p_after
-                AND NOT EXISTS (SELECT 1 FROM invoices i WHERE i.account_id = r.account_id
-                                   AND i.period = p_period AND i.kind = 'monthly')
-              ORDER BY r.account_id LIMIT p_limit)
-            UNION ALL
-            (SELECT DISTINCT o.account_id FROM invoices o
-              WHERE o.interest_through IS NOT NULL AND NOT o.interest_done
-                AND o.account_id > p_after
-                AND EXISTS (SELECT 1 FROM interest_pending p WHERE p.invoice_id = o.id
-                               AND p.month <= p_period AND p.amount <> 0)
-                AND NOT EXISTS (SELECT 1 FROM invoices i WHERE i.account_id = o.account_id
-                                   AND i.period = p_period AND i.kind = 'monthly')
-              ORDER BY o.account_id LIMIT p_limit)
-            UNION ALL
-            (SELECT DISTINCT o.account_id FROM invoices o
-              WHERE o.compensation_due > 0 AND NOT o.compensation_posted
-                AND o.account_id > p_after
-                AND NOT EXISTS (SELECT 1 FROM invoices i WHERE i.account_id = o.account_id
-                                   AND i.period = p_period AND i.kind = 'monthly')
-              ORDER BY o.account_id LIMIT p_limit)) c
-         ORDER BY account_id LIMIT p_limit) s
-$$;
-
--- Candidates of the next chunk: after the last account invoiced for the
--- period (chunks go in account order); from the start when none is; the
--- exact pass when the ordered reads find nothing (late arrivals below the
--- cursor, the end of the run).
-CREATE OR REPLACE FUNCTION creditd_invoice_candidates(p_period date, p_limit int) RETURNS uuid[]
-LANGUAGE plpgsql STABLE AS $$
-DECLARE
-    after uuid;
-    accs uuid[];
-BEGIN
-    SELECT account_id INTO after FROM invoices
-     WHERE period = p_period AND kind = 'monthly' ORDER BY account_id DESC LIMIT 1;
-    accs := creditd_invoice_candidates_after(
-        p_period, p_limit, coalesce(after, '00000000-0000-0000-0000-000000000000'));
-    IF accs IS NOT NULL THEN
-        RETURN accs;
-    END IF;
-    RETURN creditd_invoice_candidates_all(p_period, p_limit);
-END
-$$;
-
--- R5.1-R5.4, R6.4, R6.5: invoice up to p_limit accounts that have something
--- to bill for p_period and no monthly invoice for it yet; one transaction.
--- Set-based over rollups and pending interest: every invoice is written once
--- with its final totals, each account once. Returns how many accounts it
--- invoiced (0 = the run is complete; -1 = this chunk found its accounts billed
--- meanwhile, go on).
+-- R5.1-R5.4, R6.4, R6.5: one chunk of the invoice run, one transaction:
+-- the next p_limit accounts after the run's cursor (at the end, those the
+-- full read of creditd_invoice_candidates finds) are locked; each that has
+-- lines to bill and no monthly invoice for p_period gets one. Set-based over
+-- rollups and pending interest: every invoice is written once with its
+-- final totals and gap-free number, each account once. Returns how many
+-- invoices it issued (0 = the run is complete; -1 = none in this chunk, go
+-- on).
 CREATE OR REPLACE FUNCTION creditd_invoice_chunk(p_period date, p_issue date, p_prefix text,
                                                  p_limit int, p_at timestamptz)
 RETURNS int LANGUAGE plpgsql AS $$
 DECLARE
     accs uuid[];
+    after uuid;
     first_no bigint;
     n int;
     series text := p_prefix || '-' || extract(year FROM p_issue)::int;
 BEGIN
     -- one run per period at a time, across daemons (R5.1, R9.2)
     PERFORM pg_advisory_xact_lock(7274100, p_period - date '2000-01-01');
-    accs := creditd_invoice_candidates(p_period, p_limit);
-    IF accs IS NULL THEN
-        RETURN 0;
+    SELECT after_account INTO after FROM invoice_run_cursors WHERE period = p_period;
+    accs := ARRAY(SELECT id FROM accounts
+                   WHERE id > coalesce(after, '00000000-0000-0000-0000-000000000000')
+                   ORDER BY id LIMIT p_limit);
+    IF cardinality(accs) > 0 THEN
+        INSERT INTO invoice_run_cursors (period, after_account)
+        VALUES (p_period, accs[cardinality(accs)])
+        ON CONFLICT (period) DO UPDATE SET after_account = excluded.after_account;
+    ELSE
+        accs := creditd_invoice_candidates(p_period, p_limit);
+        IF accs IS NULL THEN
+            RETURN 0;
+        END IF;
     END IF;
+    -- a termination or a run for another period that billed some of them
+    -- meanwhile has left them nothing to bill here: the lines below decide
     PERFORM 1 FROM accounts WHERE id = ANY (accs) ORDER BY id FOR UPDATE;
-    -- a concurrent run for another period or a termination may have billed
-    -- them while we waited for the locks: keep those still billable (one
-    -- index lookup per account and source)
-    SELECT array_agg(x ORDER BY x) INTO accs FROM unnest(accs) x
-     WHERE NOT EXISTS (SELECT 1 FROM invoices i WHERE i.account_id = x AND i.period = p_period
-                          AND i.kind = 'monthly')
-       AND (EXISTS (SELECT 1 FROM usage_rollups r WHERE r.account_id = x
-                       AND r.invoice_id IS NULL AND r.period <= p_period)
-            OR EXISTS (SELECT 1 FROM interest_pending p WHERE p.account_id = x
-                          AND p.month <= p_period AND p.amount <> 0)
-            OR EXISTS (SELECT 1 FROM invoices o WHERE o.account_id = x
-                          AND o.compensation_due > 0 AND NOT o.compensation_posted));
-    IF accs IS NULL THEN
-        RETURN -1;   -- nothing issued in this chunk; the caller goes on
-    END IF;
-    n := cardinality(accs);
 
     CREATE TEMP TABLE IF NOT EXISTS inv_chunk (
-        account_id uuid PRIMARY KEY, invoice_id uuid NOT NULL, number text NOT NULL,
+        account_id uuid PRIMARY KEY, invoice_id uuid NOT NULL, number text,
         exp smallint NOT NULL, currency text NOT NULL, terms int NOT NULL,
-        credit bigint NOT NULL, nlines int NOT NULL DEFAULT 0,
+        credit bigint NOT NULL, terminated boolean NOT NULL, nlines int NOT NULL DEFAULT 0,
         exact bigint NOT NULL DEFAULT 0, usage bigint NOT NULL DEFAULT 0,
         interest bigint NOT NULL DEFAULT 0, comp bigint NOT NULL DEFAULT 0
     ) ON COMMIT DELETE ROWS;
@@ -198,16 +174,17 @@ BEGIN
         account_id uuid NOT NULL, invoice_id uuid NOT NULL, line_no int NOT NULL,
         kind text NOT NULL, service text, destination text, period date, ref uuid,
         quantity bigint, unit_price bigint, exact bigint NOT NULL, amount bigint NOT NULL,
-        description text NOT NULL
+        description text NOT NULL,
+        accrued bigint NOT NULL DEFAULT 0   -- what the posted month added to accrued_interest
     ) ON COMMIT DELETE ROWS;
 
-    first_no := creditd_reserve_numbers(series, n);
-    INSERT INTO inv_chunk (account_id, invoice_id, number, exp, currency, terms, credit)
-    SELECT a.id, gen_random_uuid(),
-           series || '-' || lpad((first_no + s.rn - 1)::text, 6, '0'),
-           a.currency_exp, a.currency, a.payment_terms_days, greatest(a.credit_balance, 0)
-      FROM unnest(accs) WITH ORDINALITY s(account_id, rn)
-      JOIN accounts a ON a.id = s.account_id;
+    INSERT INTO inv_chunk (account_id, invoice_id, exp, currency, terms, credit, terminated)
+    SELECT a.id, gen_random_uuid(), a.currency_exp, a.currency, a.payment_terms_days,
+           greatest(a.credit_balance, 0), a.status = 'terminated'
+      FROM accounts a
+     WHERE a.id = ANY (accs)
+       AND NOT EXISTS (SELECT 1 FROM invoices i WHERE i.account_id = a.id
+                          AND i.period = p_period AND i.kind = 'monthly');
 
     -- usage lines of the period, grouped by service and destination; usage of
     -- earlier periods that arrived late as prior-period lines (R5.3)
@@ -243,25 +220,30 @@ BEGIN
     -- R6.4/R6.5: interest of earlier invoices' months (a correction where some
     -- was posted before), then fixed compensation once, numbered after the
     -- usage lines by invoice number and month
+    -- (interest_pending, read through its tables for the accrual's micro)
     INSERT INTO inv_chunk_lines (account_id, invoice_id, line_no, kind, period, ref, exact,
-                                 amount, description)
+                                 amount, description, accrued)
     SELECT e.account_id, c.invoice_id,
            c.nlines + row_number() OVER (PARTITION BY e.account_id
                                          ORDER BY e.grp, e.number, e.month)::int,
-           e.kind, e.month, e.ref, e.amount, e.amount, e.description
-      FROM (SELECT p.account_id, 0 AS grp, o.number, p.month, p.invoice_id AS ref, p.amount,
-                   CASE WHEN p.posted_before THEN 'interest_correction' ELSE 'interest' END
+           e.kind, e.month, e.ref, e.amount, e.amount, e.description, e.accrued
+      FROM (SELECT p.account_id, 0 AS grp, p.number, p.month, p.ref, p.amount,
+                   CASE WHEN p.posted_any THEN 'interest_correction' ELSE 'interest' END
                        AS kind,
-                   CASE WHEN p.posted_before THEN 'Interest correction '
+                   CASE WHEN p.posted_any THEN 'Interest correction '
                         ELSE 'Late-payment interest ' END
-                   || to_char(p.month, 'YYYY-MM') || ' on ' || o.number AS description
-              FROM inv_chunk c2
-              JOIN interest_pending p ON p.account_id = c2.account_id
-              JOIN invoices o ON o.id = p.invoice_id
-             WHERE p.month <= p_period AND p.amount <> 0
+                   || to_char(p.month, 'YYYY-MM') || ' on ' || p.number AS description,
+                   CASE WHEN p.posted_any THEN p.amount ELSE p.micro END AS accrued
+              FROM (SELECT o.account_id, o.number, o.id AS ref, x.month, x.micro, x.posted_any,
+                           creditd_round(x.micro, o.currency_exp) - x.posted AS amount
+                      FROM inv_chunk c2
+                      JOIN invoices o ON o.account_id = c2.account_id
+                      JOIN interest_accruals x ON x.invoice_id = o.id
+                     WHERE x.month <= p_period) p
+             WHERE p.amount <> 0
             UNION ALL
             SELECT o.account_id, 1, o.number, NULL, o.id, o.compensation_due, 'compensation',
-                   'Fixed compensation for late payment of ' || o.number
+                   'Fixed compensation for late payment of ' || o.number, 0
               FROM inv_chunk c2 JOIN invoices o ON o.account_id = c2.account_id
              WHERE o.compensation_due > 0 AND NOT o.compensation_posted) e
       JOIN inv_chunk c ON c.account_id = e.account_id;
@@ -271,6 +253,18 @@ BEGIN
                    coalesce(sum(amount) FILTER (WHERE kind = 'compensation'), 0) AS comp
               FROM inv_chunk_lines WHERE ref IS NOT NULL GROUP BY account_id) t
      WHERE t.account_id = c.account_id;
+    -- no invoice for an account with nothing to bill (R5.3); numbers only
+    -- for the invoices issued, in account order (gap-free, R5.2)
+    DELETE FROM inv_chunk c
+     WHERE NOT EXISTS (SELECT 1 FROM inv_chunk_lines l WHERE l.account_id = c.account_id);
+    SELECT count(*) INTO n FROM inv_chunk;
+    IF n = 0 THEN
+        RETURN -1;
+    END IF;
+    first_no := creditd_reserve_numbers(series, n);
+    UPDATE inv_chunk c SET number = series || '-' || lpad((first_no + s.rn - 1)::text, 6, '0')
+      FROM (SELECT account_id, row_number() OVER (ORDER BY account_id) AS rn FROM inv_chunk) s
+     WHERE s.account_id = c.account_id;
     ANALYZE inv_chunk;
     ANALYZE inv_chunk_lines;
 
@@ -278,11 +272,12 @@ BEGIN
     -- at issue (R5.3): at most its total, per component in the order of R6.1
     INSERT INTO invoices (id, number, account_id, kind, period, issue_date, due_date, currency,
                           currency_exp, usage_total, interest_total, compensation_total, total,
-                          credit_applied, created_at)
+                          credit_applied, accelerated_due_date, created_at)
     SELECT c.invoice_id, c.number, c.account_id, 'monthly', p_period, p_issue,
            p_issue + c.terms, c.currency, c.exp, c.usage, c.interest, c.comp,
            c.usage + c.interest + c.comp,
-           least(c.credit, greatest(c.usage + c.interest + c.comp, 0)), p_at
+           least(c.credit, greatest(c.usage + c.interest + c.comp, 0)),
+           CASE WHEN c.terminated AND c.terms > 0 THEN p_issue END, p_at
       FROM inv_chunk c;
     INSERT INTO invoice_lines (invoice_id, line_no, kind, service, destination, period,
                                ref_invoice, quantity, unit_price, exact, amount, description)
@@ -314,18 +309,14 @@ BEGIN
       FROM inv_chunk_lines l
      WHERE l.kind IN ('interest', 'interest_correction') AND x.invoice_id = l.ref
        AND x.month = l.period;
-    -- the earlier invoices' accrued, unposted interest (R4.2) and compensation
-    UPDATE invoices o SET accrued_interest = coalesce(s.accrued, 0),
+    -- the earlier invoices' accrued, unposted interest (R4.2: what
+    -- creditd_refresh_accrued computes; a posted month adds nothing until it
+    -- changes) and compensation
+    UPDATE invoices o SET accrued_interest = o.accrued_interest - s.accrued,
            compensation_posted = o.compensation_posted OR s.comp
-      FROM (SELECT r.ref,
-                   (SELECT sum(CASE WHEN x.posted_any
-                                    THEN creditd_round(x.micro, o2.currency_exp) - x.posted
-                                    ELSE x.micro END)
-                      FROM interest_accruals x JOIN invoices o2 ON o2.id = x.invoice_id
-                     WHERE x.invoice_id = r.ref) AS accrued,
-                   r.comp
-              FROM (SELECT ref, bool_or(kind = 'compensation') AS comp FROM inv_chunk_lines
-                     WHERE ref IS NOT NULL GROUP BY ref) r) s
+      FROM (SELECT ref, sum(accrued)::bigint AS accrued,
+                   bool_or(kind = 'compensation') AS comp
+              FROM inv_chunk_lines WHERE ref IS NOT NULL GROUP BY ref) s
      WHERE o.id = s.ref;
 
     UPDATE usage_rollups r SET invoice_id = c.invoice_id
