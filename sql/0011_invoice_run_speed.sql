@@ -89,10 +89,12 @@ DROP TRIGGER invoices_terminated_due ON invoices;
 DROP FUNCTION creditd_invoice_terminated_due();
 
 -- Invoices and their monthly accruals are updated in place every day and
--- by the invoice run: leave room in each page so that those updates stay on
--- the page (HOT: no index entries written).
+-- by the invoice run, accounts by every ingest batch, payment and run:
+-- leave room in each page so that those updates stay on the page (HOT: no
+-- index entries written).
 ALTER TABLE invoices SET (fillfactor = 75);
 ALTER TABLE interest_accruals SET (fillfactor = 75);
+ALTER TABLE accounts SET (fillfactor = 80);
 
 -- Where the run for a period has got to: chunks take the accounts in id
 -- order, each after the last account the previous chunk looked at, so that a
@@ -146,9 +148,12 @@ BEGIN
     -- one run per period at a time, across daemons (R5.1, R9.2)
     PERFORM pg_advisory_xact_lock(7274100, p_period - date '2000-01-01');
     SELECT after_account INTO after FROM invoice_run_cursors WHERE period = p_period;
+    -- locked in id order (a termination or a run for another period that
+    -- billed some of them meanwhile has left them nothing to bill here: the
+    -- lines below decide)
     accs := ARRAY(SELECT id FROM accounts
                    WHERE id > coalesce(after, '00000000-0000-0000-0000-000000000000')
-                   ORDER BY id LIMIT p_limit);
+                   ORDER BY id LIMIT p_limit FOR UPDATE);
     IF cardinality(accs) > 0 THEN
         INSERT INTO invoice_run_cursors (period, after_account)
         VALUES (p_period, accs[cardinality(accs)])
@@ -158,10 +163,8 @@ BEGIN
         IF accs IS NULL THEN
             RETURN 0;
         END IF;
+        PERFORM 1 FROM accounts WHERE id = ANY (accs) ORDER BY id FOR UPDATE;
     END IF;
-    -- a termination or a run for another period that billed some of them
-    -- meanwhile has left them nothing to bill here: the lines below decide
-    PERFORM 1 FROM accounts WHERE id = ANY (accs) ORDER BY id FOR UPDATE;
 
     CREATE TEMP TABLE IF NOT EXISTS inv_chunk (
         account_id uuid PRIMARY KEY, invoice_id uuid NOT NULL, number text,
@@ -173,25 +176,34 @@ BEGIN
     CREATE TEMP TABLE IF NOT EXISTS inv_chunk_lines (
         account_id uuid NOT NULL, invoice_id uuid NOT NULL, line_no int NOT NULL,
         kind text NOT NULL, service text, destination text, period date, ref uuid,
+        rollup_id bigint,
         quantity bigint, unit_price bigint, exact bigint NOT NULL, amount bigint NOT NULL,
         description text NOT NULL,
         accrued bigint NOT NULL DEFAULT 0   -- what the posted month added to accrued_interest
     ) ON COMMIT DELETE ROWS;
 
+    -- Every read below goes account by account through an index (LATERAL
+    -- ... OFFSET 0 keeps the planner from hashing a whole table per chunk on
+    -- statistics taken before the run): a chunk costs the same at the start
+    -- and at the end of the run, the run is linear in accounts.
     INSERT INTO inv_chunk (account_id, invoice_id, exp, currency, terms, credit, terminated)
     SELECT a.id, gen_random_uuid(), a.currency_exp, a.currency, a.payment_terms_days,
            greatest(a.credit_balance, 0), a.status = 'terminated'
-      FROM accounts a
-     WHERE a.id = ANY (accs)
-       AND NOT EXISTS (SELECT 1 FROM invoices i WHERE i.account_id = a.id
-                          AND i.period = p_period AND i.kind = 'monthly');
+      FROM unnest(accs) s(id)
+      CROSS JOIN LATERAL (SELECT * FROM accounts a WHERE a.id = s.id OFFSET 0) a
+     WHERE (SELECT 1 FROM invoices i WHERE i.account_id = a.id AND i.period = p_period
+               AND i.kind = 'monthly' LIMIT 1) IS NULL;
+    ANALYZE inv_chunk;
 
     -- usage lines of the period, grouped by service and destination; usage of
     -- earlier periods that arrived late as prior-period lines (R5.3)
+    -- (one open rollup per account, period, service and destination:
+    -- usage_rollups_open)
     INSERT INTO inv_chunk_lines (account_id, invoice_id, line_no, kind, service, destination,
-                                 period, quantity, unit_price, exact, amount, description)
+                                 period, rollup_id, quantity, unit_price, exact, amount,
+                                 description)
     SELECT u.account_id, u.invoice_id, u.line_no, u.kind, u.service, u.destination, u.period,
-           u.quantity, u.unit_price, u.exact, u.amount,
+           u.rollup_id, u.quantity, u.unit_price, u.exact, u.amount,
            CASE WHEN u.kind = 'usage'
                 THEN u.service || coalesce(' to ' || u.destination, '')
                 ELSE 'Prior-period usage ' || to_char(u.period, 'YYYY-MM') || ': ' ||
@@ -203,13 +215,15 @@ BEGIN
                    CASE WHEN r.period = p_period THEN 'usage' ELSE 'prior_usage' END AS kind,
                    r.service, nullif(r.destination, '') AS destination,
                    CASE WHEN r.period = p_period THEN NULL ELSE r.period END AS period,
-                   sum(r.quantity)::bigint AS quantity,
+                   min(r.id) AS rollup_id, sum(r.quantity)::bigint AS quantity,
                    CASE WHEN min(r.unit_min) = max(r.unit_max) THEN min(r.unit_min) END
                        AS unit_price,
                    sum(r.amount)::bigint AS exact,
                    creditd_round(sum(r.amount)::bigint, c.exp) AS amount
-              FROM usage_rollups r JOIN inv_chunk c ON c.account_id = r.account_id
-             WHERE r.invoice_id IS NULL AND r.period <= p_period
+              FROM inv_chunk c
+              CROSS JOIN LATERAL (SELECT * FROM usage_rollups r
+                                   WHERE r.account_id = c.account_id AND r.invoice_id IS NULL
+                                     AND r.period <= p_period OFFSET 0) r
              GROUP BY r.account_id, c.invoice_id, c.exp, r.period, r.service, r.destination) u;
     UPDATE inv_chunk c SET nlines = t.n, exact = t.exact, usage = t.amount
       FROM (SELECT account_id, count(*)::int AS n, sum(exact)::bigint AS exact,
@@ -237,15 +251,19 @@ BEGIN
               FROM (SELECT o.account_id, o.number, o.id AS ref, x.month, x.micro, x.posted_any,
                            creditd_round(x.micro, o.currency_exp) - x.posted AS amount
                       FROM inv_chunk c2
-                      JOIN invoices o ON o.account_id = c2.account_id
-                      JOIN interest_accruals x ON x.invoice_id = o.id
-                     WHERE x.month <= p_period) p
+                      CROSS JOIN LATERAL (SELECT * FROM invoices o
+                                           WHERE o.account_id = c2.account_id OFFSET 0) o
+                      CROSS JOIN LATERAL (SELECT * FROM interest_accruals x
+                                           WHERE x.invoice_id = o.id AND x.month <= p_period
+                                          OFFSET 0) x) p
              WHERE p.amount <> 0
             UNION ALL
             SELECT o.account_id, 1, o.number, NULL, o.id, o.compensation_due, 'compensation',
                    'Fixed compensation for late payment of ' || o.number, 0
-              FROM inv_chunk c2 JOIN invoices o ON o.account_id = c2.account_id
-             WHERE o.compensation_due > 0 AND NOT o.compensation_posted) e
+              FROM inv_chunk c2
+              CROSS JOIN LATERAL (SELECT * FROM invoices o
+                                   WHERE o.account_id = c2.account_id AND o.compensation_due > 0
+                                     AND NOT o.compensation_posted OFFSET 0) o) e
       JOIN inv_chunk c ON c.account_id = e.account_id;
     UPDATE inv_chunk c SET interest = t.interest, comp = t.comp
       FROM (SELECT account_id,
@@ -265,7 +283,6 @@ BEGIN
     UPDATE inv_chunk c SET number = series || '-' || lpad((first_no + s.rn - 1)::text, 6, '0')
       FROM (SELECT account_id, row_number() OVER (ORDER BY account_id) AS rn FROM inv_chunk) s
      WHERE s.account_id = c.account_id;
-    ANALYZE inv_chunk;
     ANALYZE inv_chunk_lines;
 
     -- every invoice once, with its final totals and the account credit applied
@@ -319,9 +336,9 @@ BEGIN
               FROM inv_chunk_lines WHERE ref IS NOT NULL GROUP BY ref) s
      WHERE o.id = s.ref;
 
-    UPDATE usage_rollups r SET invoice_id = c.invoice_id
-      FROM inv_chunk c
-     WHERE r.account_id = c.account_id AND r.invoice_id IS NULL AND r.period <= p_period;
+    UPDATE usage_rollups r SET invoice_id = l.invoice_id
+      FROM inv_chunk_lines l
+     WHERE r.id = l.rollup_id;
     INSERT INTO invoiced_periods (account_id, period)
     SELECT account_id, p_period FROM inv_chunk
     ON CONFLICT DO NOTHING;
