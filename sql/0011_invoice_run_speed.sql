@@ -373,3 +373,10 @@ BEGIN
     RETURN n;
 END
 $$;
+
+-- Amounts as API text (0002's), inlinable: not STRICT (NULL in, NULL out all
+-- the same). The invoice run formats one per notification.
+CREATE OR REPLACE FUNCTION creditd_amount(p bigint) RETURNS text LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE WHEN p % 1000000 = 0 THEN (p / 1000000)::text
+                ELSE rtrim((p::numeric / 1000000)::text, '0') END
+$$;
