@@ -84,6 +84,74 @@ event_text_ok(const char *s, size_t len)
 	return true;
 }
 
+static void event_finish(struct event_in *e, bool has_amount, bool has_occurred,
+                         const struct events_window *w);
+static void event_field_unknown(struct event_in *e, const char *key);
+
+/* The id, a string (NUL-terminated): checked before every other field. */
+static void
+event_field_id(struct event_in *e, const char *v)
+{
+	e->id_raw = xstrndup(v, utf8_prefix(v, 64));
+	if (!events_uuid_canon(v, e->id))
+		event_reject(e, EVENT_INVALID_FIELD, "%s: must be a UUID", "id");
+}
+
+/* A field other than id whose value is a JSON string of len bytes (v is
+ * NUL-terminated after them); quantity is never a string. */
+static void
+event_field_string(struct event_in *e, const char *key, const char *v, size_t len)
+{
+	if (strcmp(key, "account") == 0) {
+		if (len == 0 || len > 140 || strlen(v) != len)
+			event_reject(e, EVENT_INVALID_FIELD, "%s: must be a UUID or ext:<ref>",
+			             key);
+		else
+			e->account = xstrndup(v, len);
+	} else if (strcmp(key, "amount") == 0) {
+		int err = money_parse(v, len, &e->amount);
+		if (err != 0) {
+			if (e->verdict == EVENT_OK) {
+				e->verdict = EVENT_INVALID_AMOUNT;
+				snprintf(e->why, sizeof e->why, "amount: %s", money_strerror(err));
+			}
+		} else if (e->amount <= 0) {
+			event_reject(e, EVENT_INVALID_AMOUNT, "%s: must be greater than 0", key);
+		} else if (e->amount > EVENTS_MAX_AMOUNT) {
+			/* a bound that keeps the sums of a whole group commit
+			 * (batch_queue_events of them) far from int64 overflow */
+			event_reject(e, EVENT_INVALID_AMOUNT,
+			             "%s: larger than the maximum of 1000000 per event", key);
+		}
+	} else if (strcmp(key, "occurred_at") == 0) {
+		if (civil_parse_rfc3339(v, len, &e->occurred) != 0)
+			event_reject(e, EVENT_INVALID_TIME, "%s: must be an RFC 3339 time", key);
+	} else if (strcmp(key, "service") == 0) {
+		if (!event_text_ok(v, len))
+			event_reject(e, EVENT_INVALID_FIELD,
+			             "%s: 1-64 printable characters without spaces", key);
+		else
+			e->service = xstrndup(v, len);
+	} else if (strcmp(key, "destination") == 0) {
+		if (!event_text_ok(v, len))
+			event_reject(e, EVENT_INVALID_FIELD,
+			             "%s: 1-64 printable characters without spaces", key);
+		else
+			e->destination = xstrndup(v, len);
+	} else {
+		event_field_unknown(e, key);
+	}
+}
+
+static void
+event_field_unknown(struct event_in *e, const char *key)
+{
+	char msg[80];
+
+	snprintf(msg, sizeof msg, "%.*s: unknown field", (int)utf8_prefix(key, 40), key);
+	event_reject(e, EVENT_INVALID_FIELD, "%s", msg);
+}
+
 static void
 event_from_json(const json_t *o, const struct events_window *w, struct event_in *e)
 {
@@ -96,65 +164,36 @@ event_from_json(const json_t *o, const struct events_window *w, struct event_in 
 		return;
 	}
 	v = json_object_get(o, "id");
-	if (json_is_string(v)) {
-		e->id_raw = xstrndup(json_string_value(v), utf8_prefix(json_string_value(v), 64));
-		if (!events_uuid_canon(json_string_value(v), e->id))
-			event_reject(e, EVENT_INVALID_FIELD, "%s: must be a UUID", "id");
-	} else {
+	if (json_is_string(v))
+		event_field_id(e, json_string_value(v));
+	else
 		event_reject(e, EVENT_INVALID_FIELD, "%s: required UUID string", "id");
-	}
 	json_object_foreach((json_t *)o, key, v)
 	{
-		if (strcmp(key, "id") == 0) {
+		if (strcmp(key, "id") == 0)
 			continue;
+		if (json_is_string(v) && strcmp(key, "quantity") != 0) {
+			event_field_string(e, key, json_string_value(v), json_string_length(v));
 		} else if (strcmp(key, "account") == 0) {
-			if (!json_is_string(v) || json_string_length(v) == 0 ||
-			    json_string_length(v) > 140 ||
-			    strlen(json_string_value(v)) != json_string_length(v))
-				event_reject(e, EVENT_INVALID_FIELD,
-				             "%s: must be a UUID or ext:<ref>", key);
-			else
-				e->account = xstrdup(json_string_value(v));
+			event_reject(e, EVENT_INVALID_FIELD, "%s: must be a UUID or ext:<ref>",
+			             key);
 		} else if (strcmp(key, "amount") == 0) {
 			const char *why = NULL;
-			if (money_from_json(v, &e->amount, &why) != 0) {
-				if (e->verdict == EVENT_OK) {
-					e->verdict = EVENT_INVALID_AMOUNT;
-					snprintf(e->why, sizeof e->why, "amount: %s",
-					         why ? why : "invalid");
-				}
-			} else if (e->amount <= 0) {
-				event_reject(e, EVENT_INVALID_AMOUNT, "%s: must be greater than 0",
-				             key);
-			} else if (e->amount > EVENTS_MAX_AMOUNT) {
-				/* a bound that keeps the sums of a whole group commit
-				 * (batch_queue_events of them) far from int64 overflow */
-				event_reject(e, EVENT_INVALID_AMOUNT,
-				             "%s: larger than the maximum of 1000000 per event",
-				             key);
+			(void)money_from_json(v, &e->amount, &why); /* not a string: fails */
+			if (e->verdict == EVENT_OK) {
+				e->verdict = EVENT_INVALID_AMOUNT;
+				snprintf(e->why, sizeof e->why, "amount: %s",
+				         why ? why : "invalid");
 			}
 		} else if (strcmp(key, "occurred_at") == 0) {
-			if (!json_is_string(v) ||
-			    civil_parse_rfc3339(json_string_value(v), json_string_length(v),
-			                        &e->occurred) != 0)
-				event_reject(e, EVENT_INVALID_TIME, "%s: must be an RFC 3339 time",
-				             key);
+			event_reject(e, EVENT_INVALID_TIME, "%s: must be an RFC 3339 time", key);
 		} else if (strcmp(key, "service") == 0) {
-			if (!json_is_string(v) ||
-			    !event_text_ok(json_string_value(v), json_string_length(v)))
-				event_reject(e, EVENT_INVALID_FIELD,
-				             "%s: 1-64 printable characters without spaces", key);
-			else
-				e->service = xstrdup(json_string_value(v));
+			event_reject(e, EVENT_INVALID_FIELD,
+			             "%s: 1-64 printable characters without spaces", key);
 		} else if (strcmp(key, "destination") == 0) {
-			if (json_is_null(v))
-				continue;
-			if (!json_is_string(v) ||
-			    !event_text_ok(json_string_value(v), json_string_length(v)))
+			if (!json_is_null(v))
 				event_reject(e, EVENT_INVALID_FIELD,
 				             "%s: 1-64 printable characters without spaces", key);
-			else
-				e->destination = xstrdup(json_string_value(v));
 		} else if (strcmp(key, "quantity") == 0) {
 			if (!json_is_integer(v) || json_integer_value(v) < 1 ||
 			    json_integer_value(v) > INT32_MAX)
@@ -162,19 +201,24 @@ event_from_json(const json_t *o, const struct events_window *w, struct event_in 
 			else
 				e->quantity = (int32_t)json_integer_value(v);
 		} else {
-			char msg[80];
-			snprintf(msg, sizeof msg, "%.*s: unknown field", (int)utf8_prefix(key, 40),
-			         key);
-			event_reject(e, EVENT_INVALID_FIELD, "%s", msg);
+			event_field_unknown(e, key);
 		}
 	}
+	event_finish(e, json_object_get(o, "amount") != NULL,
+	             json_object_get(o, "occurred_at") != NULL, w);
+}
+
+/* What follows every field: the required ones and the time window. */
+static void
+event_finish(struct event_in *e, bool has_amount, bool has_occurred, const struct events_window *w)
+{
 	if (e->account == NULL)
 		event_reject(e, EVENT_INVALID_FIELD, "%s: required", "account");
 	if (e->service == NULL)
 		event_reject(e, EVENT_INVALID_FIELD, "%s: required", "service");
-	if (json_object_get(o, "amount") == NULL)
+	if (!has_amount)
 		event_reject(e, EVENT_INVALID_AMOUNT, "%s: required", "amount");
-	if (json_object_get(o, "occurred_at") == NULL)
+	if (!has_occurred)
 		event_reject(e, EVENT_INVALID_TIME, "%s: required", "occurred_at");
 	if (e->verdict == EVENT_OK) {
 		if (e->occurred > w->now + w->max_future_usec)
@@ -196,9 +240,240 @@ batch_grow(struct event_batch *b, size_t *cap)
 	memset(&b->ev[b->n], 0, sizeof b->ev[b->n]);
 }
 
+/* ---- Fast path: the usual body, read without building a jansson tree ----
+ *
+ * A JSON array of events or {"events": [...]}, each event a flat object
+ * whose keys are known event fields, each at most once, with values that are
+ * strings of printable ASCII without escapes (quantity: a small positive
+ * integer; destination: also null). Every value goes through the same
+ * checks as on the jansson path, in the same order (id first, then the
+ * fields in document order). Anything else (other shapes, escapes, non-ASCII,
+ * duplicate or unknown keys, numbers elsewhere, invalid JSON, empty or too
+ * many events) returns EVENTS_FAST_NO and the body is parsed with jansson,
+ * which answers it exactly as before. */
+#define EVENTS_FAST_VALUE_MAX 255 /* longer strings take the jansson path */
+
+enum fast_kind { FAST_STRING, FAST_INT, FAST_NULL };
+
+struct fast_field {
+	const char *key; /* a known field name (static) */
+	enum fast_kind kind;
+	const char *v; /* FAST_STRING: value bytes in the body */
+	size_t len;
+	int64_t i; /* FAST_INT */
+};
+
+static const char *const fast_keys[] = {"id",      "account",     "amount",   "occurred_at",
+                                        "service", "destination", "quantity", NULL};
+
+static const char *
+fast_ws(const char *p, const char *end)
+{
+	while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+		p++;
+	return p;
+}
+
+/* "..." of printable ASCII without escapes; *pp after the closing quote. */
+static bool
+fast_string(const char **pp, const char *end, const char **s, size_t *len)
+{
+	const char *p = *pp;
+
+	if (p == end || *p != '"')
+		return false;
+	*s = ++p;
+	while (p < end && *p != '"') {
+		if (*p < 0x20 || *p > 0x7e || *p == '\\')
+			return false;
+		p++;
+	}
+	if (p == end)
+		return false;
+	*len = (size_t)(p - *s);
+	*pp = p + 1;
+	return true;
+}
+
+/* One event object at *pp into e; false: not of the fast shape. */
+static bool
+fast_event(const char **pp, const char *end, const struct events_window *w, struct event_in *e)
+{
+	struct fast_field f[7];
+	const char *p = *pp, *id = NULL;
+	size_t nf = 0, id_len = 0;
+	bool has_amount = false, has_occurred = false;
+	char buf[EVENTS_FAST_VALUE_MAX + 1];
+
+	if (p == end || *p++ != '{')
+		return false;
+	p = fast_ws(p, end);
+	if (p < end && *p == '}')
+		return false;
+	for (;;) {
+		const char *k, *key = NULL;
+		size_t klen;
+
+		if (!fast_string(&p, end, &k, &klen))
+			return false;
+		for (int j = 0; fast_keys[j]; j++)
+			if (strlen(fast_keys[j]) == klen && memcmp(fast_keys[j], k, klen) == 0)
+				key = fast_keys[j];
+		if (key == NULL)
+			return false;
+		for (size_t j = 0; j < nf; j++)
+			if (f[j].key == key)
+				return false; /* duplicate key: invalid JSON for jansson */
+		if (key == fast_keys[0] && id != NULL)
+			return false;
+		p = fast_ws(p, end);
+		if (p == end || *p++ != ':')
+			return false;
+		p = fast_ws(p, end);
+		if (p == end)
+			return false;
+		f[nf].key = key;
+		if (*p == '"') {
+			if (!fast_string(&p, end, &f[nf].v, &f[nf].len) ||
+			    f[nf].len > EVENTS_FAST_VALUE_MAX || key == fast_keys[6])
+				return false;
+			f[nf].kind = FAST_STRING;
+		} else if (*p >= '0' && *p <= '9' && key == fast_keys[6]) {
+			int64_t v = 0;
+			int digits = 0;
+			if (*p == '0' && end - p > 1 && p[1] >= '0' && p[1] <= '9')
+				return false; /* a leading zero: not JSON */
+			while (p < end && *p >= '0' && *p <= '9') {
+				if (++digits > 10)
+					return false;
+				v = v * 10 + (*p++ - '0');
+			}
+			if (p < end && (*p == '.' || *p == 'e' || *p == 'E'))
+				return false;
+			f[nf].kind = FAST_INT;
+			f[nf].i = v;
+		} else if (end - p >= 4 && memcmp(p, "null", 4) == 0 && key == fast_keys[5]) {
+			p += 4;
+			f[nf].kind = FAST_NULL;
+		} else {
+			return false;
+		}
+		if (key == fast_keys[0]) {
+			id = f[nf].v;
+			id_len = f[nf].len;
+		}
+		nf++;
+		p = fast_ws(p, end);
+		if (p < end && *p == ',') {
+			p = fast_ws(p + 1, end);
+			continue;
+		}
+		if (p < end && *p == '}')
+			break;
+		return false;
+	}
+	if (id == NULL)
+		return false;
+	*pp = p + 1;
+
+	e->quantity = 1;
+	memcpy(buf, id, id_len);
+	buf[id_len] = '\0';
+	event_field_id(e, buf);
+	for (size_t j = 0; j < nf; j++) {
+		if (f[j].key == fast_keys[0])
+			continue;
+		if (f[j].key == fast_keys[2])
+			has_amount = true;
+		else if (f[j].key == fast_keys[3])
+			has_occurred = true;
+		if (f[j].kind == FAST_STRING) {
+			memcpy(buf, f[j].v, f[j].len);
+			buf[f[j].len] = '\0';
+			event_field_string(e, f[j].key, buf, f[j].len);
+		} else if (f[j].kind == FAST_INT) {
+			if (f[j].i < 1 || f[j].i > INT32_MAX)
+				event_reject(e, EVENT_INVALID_FIELD, "%s: integer >= 1", f[j].key);
+			else
+				e->quantity = (int32_t)f[j].i;
+		}
+		/* FAST_NULL: a destination of null is no destination */
+	}
+	event_finish(e, has_amount, has_occurred, w);
+	return true;
+}
+
+int
+events_parse_fast(const char *body, size_t len, size_t max_events, const struct events_window *w,
+                  struct event_batch *out)
+{
+	const char *p = body, *end = body + len;
+	bool wrapped = false;
+	size_t cap = 0;
+
+	out->ev = NULL;
+	out->n = 0;
+	p = fast_ws(p, end);
+	if (p < end && *p == '{') {
+		const char *k;
+		size_t klen;
+		p = fast_ws(p + 1, end);
+		if (!fast_string(&p, end, &k, &klen) || klen != 6 || memcmp(k, "events", 6) != 0)
+			return EVENTS_FAST_NO;
+		p = fast_ws(p, end);
+		if (p == end || *p++ != ':')
+			return EVENTS_FAST_NO;
+		p = fast_ws(p, end);
+		wrapped = true;
+	}
+	if (p == end || *p++ != '[')
+		return EVENTS_FAST_NO;
+	p = fast_ws(p, end);
+	for (;;) {
+		if (out->n == max_events)
+			goto no;
+		batch_grow(out, &cap);
+		if (!fast_event(&p, end, w, &out->ev[out->n])) {
+			out->n++; /* its allocations are freed with the batch */
+			goto no;
+		}
+		out->n++;
+		p = fast_ws(p, end);
+		if (p < end && *p == ',') {
+			p = fast_ws(p + 1, end);
+			continue;
+		}
+		if (p < end && *p == ']')
+			break;
+		goto no;
+	}
+	p = fast_ws(p + 1, end);
+	if (wrapped) {
+		if (p == end || *p++ != '}')
+			goto no;
+		p = fast_ws(p, end);
+	}
+	if (p != end)
+		goto no;
+	return EVENTS_PARSE_OK;
+no:
+	events_free(out);
+	return EVENTS_FAST_NO;
+}
+
 int
 events_parse(const char *body, size_t len, bool ndjson, size_t max_events,
              const struct events_window *w, struct event_batch *out, char *err, size_t errlen)
+{
+	if (!ndjson && events_parse_fast(body, len, max_events, w, out) == EVENTS_PARSE_OK)
+		return EVENTS_PARSE_OK;
+	return events_parse_jansson(body, len, ndjson, max_events, w, out, err, errlen);
+}
+
+int
+events_parse_jansson(const char *body, size_t len, bool ndjson, size_t max_events,
+                     const struct events_window *w, struct event_batch *out, char *err,
+                     size_t errlen)
 {
 	size_t cap = 0;
 	json_error_t jerr;

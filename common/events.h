@@ -53,6 +53,16 @@ enum events_parse_status {
  * line. Validates every event against the window. */
 int events_parse(const char *body, size_t len, bool ndjson, size_t max_events,
                  const struct events_window *w, struct event_batch *out, char *err, size_t errlen);
+/* The fast path of events_parse alone: EVENTS_PARSE_OK, or EVENTS_FAST_NO
+ * (out empty) when the body is not of the usual shape (see events.c). */
+#define EVENTS_FAST_NO 1
+int events_parse_fast(const char *body, size_t len, size_t max_events,
+                      const struct events_window *w, struct event_batch *out);
+/* events_parse without its fast path: every body through jansson (tests
+ * compare the two). */
+int events_parse_jansson(const char *body, size_t len, bool ndjson, size_t max_events,
+                         const struct events_window *w, struct event_batch *out, char *err,
+                         size_t errlen);
 void events_free(struct event_batch *b);
 const char *events_verdict_reason(enum event_verdict v);
 /* Lowercase canonical UUID text of s, or false. */

@@ -18,12 +18,12 @@ enum acache_status { ACACHE_ACTIVE = 0, ACACHE_SUSPENDED = 1, ACACHE_TERMINATED 
 
 struct acache_entry {
 	char id[37];
-	char *ext;
 	char currency[4];
 	uint8_t status;
 	bool has_monthly, has_total, has_terminated;
 	int32_t usage_month; /* day number of the month start of monthly_usage */
 	int64_t monthly_limit, total_limit, monthly_usage, exposure, terminated_at;
+	char ext[]; /* external_ref, in the same allocation (one cache miss less) */
 };
 
 /* The account_view columns the cache needs (acache_update reads them). */

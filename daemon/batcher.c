@@ -25,6 +25,7 @@
 struct batch_item {
 	struct ingest_job *job;
 	size_t idx;
+	size_t acc; /* position of its account in the flushed batch's sorted list */
 };
 
 struct batch {
@@ -32,32 +33,66 @@ struct batch {
 	size_t n, cap;
 };
 
-enum batcher_state {
-	BATCHER_FILLING,  /* collecting; the timer or the size triggers a flush */
-	BATCHER_FLUSHING, /* one transaction in flight; new events wait in `open` */
+enum lane_state {
+	LANE_FILLING,  /* collecting; the timer or the size triggers a flush */
+	LANE_FLUSHING, /* one transaction in flight; new events wait in `open` */
+};
+
+/* Events are split by account into BATCHER_LANES lanes, each with its own
+ * group commit (one transaction in flight at a time): the lanes' accounts
+ * are disjoint, so their transactions never wait for each other's account
+ * locks and run on separate connections in parallel, and a lane's next
+ * batch is collected while its transaction commits. */
+#define BATCHER_LANES 2
+/* A transaction that PostgreSQL aborted as a deadlock victim or for a
+ * serialization failure (nothing of it committed) is sent again. */
+#define BATCHER_RETRIES 3
+
+struct lane {
+	struct batcher *b;
+	enum lane_state state;
+	struct batch open;
+	struct batch *inflight;
+	int attempts; /* of the batch in flight */
+	struct event *timer;
+	bool timer_armed;
+};
+
+/* The lane of each account with events queued or in flight, and how many:
+ * an account stays in its lane until all of them are committed (so two
+ * lanes never wait for each other's account locks); an account without
+ * events in flight goes to the lane with the least work, so that a busy
+ * (hot) account ends up with a lane to itself and the others share the
+ * rest. Open addressing by the cache entry's address (never moved). */
+struct lane_slot {
+	const void *acct;
+	uint32_t pending;
+	uint8_t lane;
+};
+
+struct lane_map {
+	struct lane_slot *tab;
+	size_t cap, n;
 };
 
 struct batcher {
 	struct app *app;
-	enum batcher_state state;
-	struct batch open;
-	struct batch *inflight;
-	struct event *timer;
-	bool timer_armed;
+	struct lane lanes[BATCHER_LANES];
+	struct lane_map map;
 	uint64_t flushes, flushed_events;
 };
 
-static void batcher_flush_now(struct batcher *b);
+static void lane_flush_now(struct lane *l);
 
 static void
-batcher_timer_cb(evutil_socket_t fd, short what, void *arg)
+lane_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
-	struct batcher *b = arg;
+	struct lane *l = arg;
 
 	(void)fd;
 	(void)what;
-	b->timer_armed = false;
-	batcher_flush_now(b);
+	l->timer_armed = false;
+	lane_flush_now(l);
 }
 
 struct batcher *
@@ -66,7 +101,10 @@ batcher_new(struct app *app)
 	struct batcher *b = xcalloc(1, sizeof *b);
 
 	b->app = app;
-	b->timer = evtimer_new(app->base, batcher_timer_cb, b);
+	for (int k = 0; k < BATCHER_LANES; k++) {
+		b->lanes[k].b = b;
+		b->lanes[k].timer = evtimer_new(app->base, lane_timer_cb, &b->lanes[k]);
+	}
 	return b;
 }
 
@@ -75,15 +113,21 @@ batcher_free(struct batcher *b)
 {
 	if (b == NULL)
 		return;
-	event_free(b->timer);
-	free(b->open.items);
+	for (int k = 0; k < BATCHER_LANES; k++) {
+		event_free(b->lanes[k].timer);
+		free(b->lanes[k].open.items);
+	}
+	free(b->map.tab);
 	free(b);
 }
 
 bool
 batcher_busy(const struct batcher *b)
 {
-	return b->state == BATCHER_FLUSHING || b->open.n > 0;
+	for (int k = 0; k < BATCHER_LANES; k++)
+		if (b->lanes[k].state == LANE_FLUSHING || b->lanes[k].open.n > 0)
+			return true;
+	return false;
 }
 
 static void
@@ -101,32 +145,75 @@ batch_push(struct batch *bt, struct ingest_job *job, size_t idx)
 void
 ingest_job_free(struct ingest_job *job)
 {
-	for (size_t i = 0; i < job->evs.n; i++)
-		free(job->period ? job->period[i] : NULL);
 	events_free(&job->evs);
 	free(job->status);
 	free(job->reason);
 	free(job->account_id);
+	free(job->acct);
 	free(job->period);
 	free(job->acct_status);
 	free(job);
 }
 
-void
-ingest_job_reply(struct ingest_job *job)
+/* Appends "s" (quoted) when s is printable ASCII without '"' or '\\': the
+ * bytes jansson's compact dump writes for it; false otherwise. */
+static bool
+reply_str(struct evbuffer *out, const char *s)
 {
-	struct http_req *r = job->req;
-	struct metrics *m = http_req_app(r)->metrics;
-	json_t *results, *body;
-	size_t counts[4] = {0, 0, 0, 0};
-	static const char *const names[4] = {"accepted", "duplicate", "conflict", "rejected"};
+	size_t n = 0;
 
-	if (job->failed) {
-		ingest_job_free(job);
-		http_reply_unavailable(r);
-		return;
+	for (; s[n]; n++)
+		if (s[n] < 0x20 || s[n] > 0x7e || s[n] == '"' || s[n] == '\\')
+			return false;
+	evbuffer_add(out, "\"", 1);
+	evbuffer_add(out, s, n);
+	evbuffer_add(out, "\"", 1);
+	return true;
+}
+
+/* The reply as text, byte for byte what the jansson form below gives; false
+ * (out partly written) when a string would need escaping. */
+static bool
+reply_text(const struct ingest_job *job, struct evbuffer *out, const size_t counts[4])
+{
+	evbuffer_add(out, "{\"results\":[", 12);
+	for (size_t i = 0; i < job->evs.n; i++) {
+		const struct event_in *e = &job->evs.ev[i];
+		const char *st = job->status[i] ? job->status[i] : "rejected";
+		evbuffer_add(out, i ? ",{\"id\":" : "{\"id\":", i ? 7 : 6);
+		if (e->id_raw == NULL)
+			evbuffer_add(out, "null", 4);
+		else if (!reply_str(out, e->id_raw))
+			return false;
+		evbuffer_add(out, ",\"status\":", 10);
+		reply_str(out, st);
+		if (strcmp(st, "rejected") == 0) {
+			evbuffer_add(out, ",\"reason\":", 10);
+			if (job->reason[i] == NULL || !reply_str(out, job->reason[i]))
+				return false;
+			if (e->why[0]) {
+				evbuffer_add(out, ",\"message\":", 11);
+				if (!reply_str(out, e->why))
+					return false;
+			}
+		}
+		if (job->acct_status[i][0]) {
+			evbuffer_add(out, ",\"account_status\":", 18);
+			reply_str(out, job->acct_status[i]);
+		}
+		evbuffer_add(out, "}", 1);
 	}
-	results = json_array();
+	evbuffer_add_printf(
+	    out, "],\"accepted\":%zu,\"duplicate\":%zu,\"conflict\":%zu,\"rejected\":%zu}\n",
+	    counts[0], counts[1], counts[2], counts[3]);
+	return true;
+}
+
+static json_t *
+reply_json(const struct ingest_job *job, const size_t counts[4])
+{
+	json_t *results = json_array();
+
 	for (size_t i = 0; i < job->evs.n; i++) {
 		const struct event_in *e = &job->evs.ev[i];
 		json_t *o = json_object();
@@ -141,28 +228,162 @@ ingest_job_reply(struct ingest_job *job)
 		if (job->acct_status[i][0])
 			json_object_set_new(o, "account_status", json_string(job->acct_status[i]));
 		json_array_append_new(results, o);
-		for (int k = 0; k < 4; k++)
-			if (strcmp(st, names[k]) == 0)
-				counts[k]++;
 	}
-	body = json_pack("{s:o, s:I, s:I, s:I, s:I}", "results", results, "accepted",
+	return json_pack("{s:o, s:I, s:I, s:I, s:I}", "results", results, "accepted",
 	                 (json_int_t)counts[0], "duplicate", (json_int_t)counts[1], "conflict",
 	                 (json_int_t)counts[2], "rejected", (json_int_t)counts[3]);
+}
+
+void
+ingest_job_reply(struct ingest_job *job)
+{
+	struct http_req *r = job->req;
+	struct metrics *m = http_req_app(r)->metrics;
+	size_t counts[4] = {0, 0, 0, 0};
+	static const char *const names[4] = {"accepted", "duplicate", "conflict", "rejected"};
+	struct evbuffer *out;
+
+	if (job->failed) {
+		ingest_job_free(job);
+		http_reply_unavailable(r);
+		return;
+	}
+	for (size_t i = 0; i < job->evs.n; i++) {
+		const char *st = job->status[i] ? job->status[i] : "rejected";
+		for (int k = 0; k < 4; k++)
+			if (st == names[k] || strcmp(st, names[k]) == 0) {
+				counts[k]++;
+				break;
+			}
+	}
 	for (int k = 0; k < 4; k++) {
 		char series[64];
 		snprintf(series, sizeof series, "creditd_events_total{status=\"%s\"}", names[k]);
 		if (counts[k])
 			metrics_counter_add(m, series, counts[k]);
 	}
+	out = evbuffer_new();
+	if (reply_text(job, out, counts)) {
+		ingest_job_free(job);
+		http_reply_buffer(r, 200, "application/json", out);
+		evbuffer_free(out);
+		return;
+	}
+	evbuffer_free(out);
+	json_t *body = reply_json(job, counts);
 	ingest_job_free(job);
 	http_reply_json(r, 200, body);
+}
+
+static size_t
+lane_map_hash(const void *p)
+{
+	uint64_t h = (uint64_t)(uintptr_t)p * 0x9e3779b97f4a7c15ull;
+
+	return (size_t)(h ^ (h >> 29));
+}
+
+/* The slot of acct: found, or empty (acct == NULL) where it would go. */
+static struct lane_slot *
+lane_map_slot(struct lane_map *m, const void *acct)
+{
+	size_t i = lane_map_hash(acct) & (m->cap - 1);
+
+	while (m->tab[i].acct != NULL && m->tab[i].acct != acct)
+		i = (i + 1) & (m->cap - 1);
+	return &m->tab[i];
+}
+
+static void
+lane_map_grow(struct lane_map *m)
+{
+	struct lane_map big = {NULL, m->cap ? m->cap * 2 : 1024, m->n};
+
+	big.tab = xcalloc(big.cap, sizeof *big.tab);
+	for (size_t i = 0; i < m->cap; i++)
+		if (m->tab[i].acct != NULL)
+			*lane_map_slot(&big, m->tab[i].acct) = m->tab[i];
+	free(m->tab);
+	*m = big;
+}
+
+/* Removes the (found) slot sl, moving later entries of its probe run back. */
+static void
+lane_map_delete(struct lane_map *m, struct lane_slot *sl)
+{
+	size_t i = (size_t)(sl - m->tab), j = i;
+
+	for (;;) {
+		j = (j + 1) & (m->cap - 1);
+		if (m->tab[j].acct == NULL)
+			break;
+		size_t home = lane_map_hash(m->tab[j].acct) & (m->cap - 1);
+		/* can the entry at j move to the hole at i? (its home is not in (i, j]) */
+		if (i <= j ? (home <= i || home > j) : (home <= i && home > j)) {
+			m->tab[i] = m->tab[j];
+			i = j;
+		}
+	}
+	m->tab[i].acct = NULL;
+	m->tab[i].pending = 0;
+	m->n--;
+}
+
+static size_t
+lane_work(const struct lane *l)
+{
+	return l->open.n + (l->inflight ? l->inflight->n : 0);
+}
+
+/* The lane for one more event of acct. */
+static int
+batcher_lane_take(struct batcher *b, const void *acct)
+{
+	struct lane_map *m = &b->map;
+	struct lane_slot *sl;
+
+	if ((m->n + 1) * 2 > m->cap)
+		lane_map_grow(m);
+	sl = lane_map_slot(m, acct);
+	if (sl->acct == NULL) {
+		int best = 0;
+		for (int k = 1; k < BATCHER_LANES; k++)
+			if (lane_work(&b->lanes[k]) < lane_work(&b->lanes[best]))
+				best = k;
+		sl->acct = acct;
+		sl->lane = (uint8_t)best;
+		sl->pending = 0;
+		m->n++;
+	}
+	sl->pending++;
+	return sl->lane;
+}
+
+/* One event of acct is answered. */
+static void
+batcher_lane_release(struct batcher *b, const void *acct)
+{
+	struct lane_slot *sl = lane_map_slot(&b->map, acct);
+
+	if (sl->acct != NULL && --sl->pending == 0)
+		lane_map_delete(&b->map, sl);
+}
+
+static size_t
+batcher_queued(const struct batcher *b)
+{
+	size_t n = 0;
+
+	for (int k = 0; k < BATCHER_LANES; k++)
+		n += b->lanes[k].open.n + (b->lanes[k].inflight ? b->lanes[k].inflight->n : 0);
+	return n;
 }
 
 int
 batcher_submit(struct batcher *b, struct ingest_job *job)
 {
 	const struct config *cfg = b->app->cfg;
-	size_t valid = 0, queued = b->open.n + (b->inflight ? b->inflight->n : 0);
+	size_t valid = 0;
 
 	for (size_t i = 0; i < job->evs.n; i++)
 		if (job->status[i] == NULL)
@@ -171,21 +392,24 @@ batcher_submit(struct batcher *b, struct ingest_job *job)
 		ingest_job_reply(job);
 		return 0;
 	}
-	if (queued + valid > (size_t)cfg->batch_queue_events)
+	if (batcher_queued(b) + valid > (size_t)cfg->batch_queue_events)
 		return -1;
+	job->pending = valid;
 	for (size_t i = 0; i < job->evs.n; i++) {
-		if (job->status[i] != NULL)
-			continue;
-		batch_push(&b->open, job, i);
-		job->pending++;
+		if (job->status[i] == NULL)
+			batch_push(&b->lanes[batcher_lane_take(b, job->acct[i])].open, job, i);
 	}
-	if (b->open.n >= (size_t)cfg->batch_flush_events) {
-		batcher_flush_now(b);
-	} else if (!b->timer_armed && b->state == BATCHER_FILLING) {
-		struct timeval tv = {cfg->batch_flush_ms / 1000,
-		                     (cfg->batch_flush_ms % 1000) * 1000};
-		b->timer_armed = true;
-		evtimer_add(b->timer, &tv);
+	/* the job may be answered (and freed) by a flush below: not used after */
+	for (int k = 0; k < BATCHER_LANES; k++) {
+		struct lane *l = &b->lanes[k];
+		if (l->open.n >= (size_t)cfg->batch_flush_events) {
+			lane_flush_now(l);
+		} else if (l->open.n > 0 && !l->timer_armed && l->state == LANE_FILLING) {
+			struct timeval tv = {cfg->batch_flush_ms / 1000,
+			                     (cfg->batch_flush_ms % 1000) * 1000};
+			l->timer_armed = true;
+			evtimer_add(l->timer, &tv);
+		}
 	}
 	return 0;
 }
@@ -193,96 +417,182 @@ batcher_submit(struct batcher *b, struct ingest_job *job)
 void
 batcher_flush(struct batcher *b)
 {
-	batcher_flush_now(b);
+	for (int k = 0; k < BATCHER_LANES; k++)
+		lane_flush_now(&b->lanes[k]);
 }
 
-/* Array literal element: text, double-quoted with escapes. */
+/* A growing text buffer for the array parameters of a flush. */
+struct tbuf {
+	char *p;
+	size_t len, cap;
+};
+
 static void
-arr_text(struct evbuffer *buf, const char *s, bool first)
+tbuf_reserve(struct tbuf *t, size_t more)
 {
-	if (!first)
-		evbuffer_add(buf, ",", 1);
+	if (t->len + more + 1 > t->cap) {
+		size_t cap = t->cap ? t->cap : 4096;
+		while (t->len + more + 1 > cap)
+			cap *= 2;
+		t->p = xreallocarray(t->p, cap, 1);
+		t->cap = cap;
+	}
+}
+
+static void
+tbuf_put(struct tbuf *t, const char *s, size_t n)
+{
+	tbuf_reserve(t, n);
+	memcpy(t->p + t->len, s, n);
+	t->len += n;
+	t->p[t->len] = '\0';
+}
+
+static void
+tbuf_ch(struct tbuf *t, char c)
+{
+	tbuf_put(t, &c, 1);
+}
+
+static void
+tbuf_i64(struct tbuf *t, int64_t v)
+{
+	char tmp[24], *q = tmp + sizeof tmp;
+	uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+
+	do {
+		*--q = (char)('0' + u % 10);
+		u /= 10;
+	} while (u);
+	if (v < 0)
+		*--q = '-';
+	tbuf_put(t, q, (size_t)(tmp + sizeof tmp - q));
+}
+
+/* Array literal element: text, double-quoted with escapes (NULL for NULL). */
+static void
+tbuf_text(struct tbuf *t, const char *s)
+{
 	if (s == NULL) {
-		evbuffer_add(buf, "NULL", 4);
+		tbuf_put(t, "NULL", 4);
 		return;
 	}
-	evbuffer_add(buf, "\"", 1);
+	tbuf_ch(t, '"');
 	for (const char *p = s; *p; p++) {
 		if (*p == '"' || *p == '\\')
-			evbuffer_add(buf, "\\", 1);
-		evbuffer_add(buf, p, 1);
+			tbuf_ch(t, '\\');
+		tbuf_ch(t, *p);
 	}
-	evbuffer_add(buf, "\"", 1);
-}
-
-static char *
-arr_close(struct evbuffer *buf, int *len)
-{
-	size_t n;
-	char *s;
-
-	evbuffer_add(buf, "}", 1);
-	n = evbuffer_get_length(buf);
-	s = xmalloc(n + 1);
-	evbuffer_remove(buf, s, n);
-	s[n] = '\0';
-	*len = (int)n;
-	evbuffer_free(buf);
-	return s;
+	tbuf_ch(t, '"');
 }
 
 static void
-batcher_finish_items(struct batcher *b, struct batch *bt)
+batch_finish_items(struct batcher *b, struct batch *bt)
 {
 	for (size_t i = 0; i < bt->n; i++) {
 		struct ingest_job *job = bt->items[i].job;
+		batcher_lane_release(b, job->acct[bt->items[i].idx]);
 		if (--job->pending == 0)
 			ingest_job_reply(job);
 	}
-	(void)b;
+	free(bt->items);
+	free(bt);
+}
+
+static bool lane_send(struct lane *l);
+
+/* creditd_ingest_batch's letters: "A" and one per distinct account of the
+ * batch (every event accepted), or "E" and one per event. */
+static bool
+batch_result_ok(const struct batch *bt, const char *out)
+{
+	size_t len = strlen(out);
+
+	if (out[0] == 'E')
+		return len == bt->n + 1;
+	if (out[0] != 'A' || len < 2)
+		return false;
+	for (size_t i = 0; i < bt->n; i++)
+		if (bt->items[i].acc >= len - 1)
+			return false;
+	return true;
+}
+
+/* The letter of event i: 'a', 's', 'd' or 'c'. */
+static char
+batch_result_of(const struct batch *bt, const char *out, size_t i)
+{
+	return out[0] == 'E' ? out[1 + i] : out[1 + bt->items[i].acc];
 }
 
 static void
-batcher_flushed(const struct db_result *res, void *arg)
+lane_flushed(const struct db_result *res, void *arg)
 {
-	struct batcher *b = arg;
-	struct batch *bt = b->inflight;
+	struct lane *l = arg;
+	struct batcher *b = l->b;
+	struct batch *bt = l->inflight;
 	const struct config *cfg = b->app->cfg;
+	const PGresult *st = NULL;
+	const char *out = NULL;
 
-	b->inflight = NULL;
-	b->state = BATCHER_FILLING;
-	if (!db_result_ok(res)) {
-		if (!db_result_unavailable(res))
+	if (db_result_ok(res)) {
+		st = db_result_get(res, 0);
+		out = PQntuples(st) >= 1 && !PQgetisnull(st, 0, 0) ? PQgetvalue(st, 0, 0) : NULL;
+		if (out == NULL || !batch_result_ok(bt, out)) {
+			/* committed, but we cannot tell how: the senders retry and
+			 * get duplicates (never happens: see creditd_ingest_batch) */
+			log_errorx("ingest: batch of %zu events: unexpected result", bt->n);
+			out = NULL;
+		}
+	} else if (!db_result_unavailable(res)) {
+		const char *state = db_result_sqlstate(res);
+		bool again = strcmp(state, "40P01") == 0 || strcmp(state, "40001") == 0;
+		if (again && l->attempts < BATCHER_RETRIES) {
+			log_warnx("ingest: batch of %zu events: %s; sending it again", bt->n,
+			          db_result_error(res));
+			if (lane_send(l))
+				return;
+		} else {
 			log_errorx("ingest: batch of %zu events failed: %s (%s)", bt->n,
-			           db_result_error(res), db_result_sqlstate(res));
+			           db_result_error(res), state);
+		}
+	}
+	l->inflight = NULL;
+	l->state = LANE_FILLING;
+	if (out == NULL) {
 		for (size_t i = 0; i < bt->n; i++)
 			bt->items[i].job->failed = true;
 	} else {
-		const PGresult *st = db_result_get(res, 0);
-		const PGresult *acc = db_result_get(res, 1);
 		uint64_t while_suspended = 0;
-		for (int i = 0; i < PQntuples(acc); i++)
-			acache_update(b->app->acache, acc, i);
-		for (int i = 0; i < PQntuples(st); i++) {
-			long ord = strtol(PQgetvalue(st, i, 0), NULL, 10);
-			const char *s = PQgetvalue(st, i, 1);
-			if (ord < 1 || (size_t)ord > bt->n)
-				continue;
-			struct batch_item *it = &bt->items[ord - 1];
+		/* the account rows: the cache follows the committed state */
+		for (int i = 1; i < PQntuples(st); i++)
+			acache_update(b->app->acache, st, i);
+		for (size_t i = 0; i < bt->n; i++) {
+			struct batch_item *it = &bt->items[i];
 			struct ingest_job *job = it->job;
-			job->status[it->idx] = strcmp(s, "accepted") == 0    ? "accepted"
-			                       : strcmp(s, "duplicate") == 0 ? "duplicate"
-			                                                     : "conflict";
-			if (PQgetvalue(st, i, 2)[0] == 't')
+			switch (batch_result_of(bt, out, i)) {
+			case 's':
 				while_suspended++;
-			const struct acache_entry *e =
-			    acache_find(b->app->acache, job->account_id[it->idx]);
-			if (e)
-				snprintf(job->acct_status[it->idx], sizeof job->acct_status[0],
-				         "%s",
-				         e->status == ACACHE_ACTIVE      ? "active"
-				         : e->status == ACACHE_SUSPENDED ? "suspended"
-				                                         : "terminated");
+				/* fall through */
+			case 'a':
+				job->status[it->idx] = "accepted";
+				break;
+			case 'd':
+				job->status[it->idx] = "duplicate";
+				break;
+			default:
+				job->status[it->idx] = "conflict";
+				break;
+			}
+			/* the cache entry (never freed) now shows the committed state */
+			const struct acache_entry *e = job->acct[it->idx];
+			memcpy(job->acct_status[it->idx],
+			       e->status == ACACHE_ACTIVE      ? "active"
+			       : e->status == ACACHE_SUSPENDED ? "suspended"
+			                                       : "terminated",
+			       e->status == ACACHE_ACTIVE      ? 7
+			       : e->status == ACACHE_SUSPENDED ? 10
+			                                       : 11);
 		}
 		if (while_suspended)
 			metrics_counter_add(b->app->metrics, "creditd_events_while_suspended_total",
@@ -290,103 +600,340 @@ batcher_flushed(const struct db_result *res, void *arg)
 		b->flushes++;
 		b->flushed_events += bt->n;
 	}
-	batcher_finish_items(b, bt);
-	free(bt->items);
-	free(bt);
-	if (b->open.n >= (size_t)cfg->batch_flush_events || (b->open.n > 0 && !b->timer_armed))
-		batcher_flush_now(b);
+	batch_finish_items(b, bt);
+	if (l->open.n >= (size_t)cfg->batch_flush_events || (l->open.n > 0 && !l->timer_armed))
+		lane_flush_now(l);
+}
+
+/* Open-addressing sets over the batch: events by id (the first event with an
+ * id is the one inserted) and accounts by their cache entry's id pointer
+ * (entries are never freed or moved while the daemon runs). */
+static size_t
+batcher_hash_str(const char *s)
+{
+	uint64_t h = 1469598103934665603ull;
+
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 1099511628211ull;
+	return (size_t)(h ^ (h >> 29));
+}
+
+static size_t
+batcher_hash_ptr(const void *p)
+{
+	uint64_t h = (uint64_t)(uintptr_t)p * 0x9e3779b97f4a7c15ull;
+
+	return (size_t)(h ^ (h >> 31));
+}
+
+struct acc_ref {
+	const char *id;
+	size_t first; /* index of the distinct account in encounter order */
+};
+
+static int
+acc_ref_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct acc_ref *)a)->id, ((const struct acc_ref *)b)->id);
+}
+
+/* Per distinct account, as if every event of the batch were new. */
+struct acc_sum {
+	int64_t total, month, month_min, last;
+	bool has_month;
+};
+
+/* Per rollup key (account, period, service, destination). */
+struct roll_sum {
+	size_t acc; /* distinct account index (encounter order) */
+	int32_t period;
+	const char *service, *destination;
+	int64_t qty, amount, events, umin, umax;
+};
+
+static size_t
+roll_hash(size_t acc, int32_t period, const char *service, const char *destination)
+{
+	uint64_t h = 1469598103934665603ull ^ ((uint64_t)acc * 0x9e3779b97f4a7c15ull);
+
+	h = (h ^ (uint32_t)period) * 1099511628211ull;
+	for (const char *p = service; *p; p++)
+		h = (h ^ (unsigned char)*p) * 1099511628211ull;
+	h = (h ^ 0xffu) * 1099511628211ull;
+	for (const char *p = destination ? destination : ""; *p; p++)
+		h = (h ^ (unsigned char)*p) * 1099511628211ull;
+	return (size_t)(h ^ (h >> 29));
+}
+
+static bool
+str_same(const char *a, const char *b)
+{
+	return a == b || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+enum {
+	P_ACCS,
+	P_AI,
+	P_IDS,
+	P_AMOUNTS,
+	P_OCCURRED,
+	P_PERIODS,
+	P_SERVICES,
+	P_DESTS,
+	P_QTY,
+	P_FIRST,
+	P_ACC_TOTAL,
+	P_ACC_MONTH,
+	P_ACC_MONTH_MIN,
+	P_ACC_LAST,
+	P_G_AI,
+	P_G_PERIOD,
+	P_G_SERVICE,
+	P_G_DEST,
+	P_G_QTY,
+	P_G_AMOUNT,
+	P_G_EVENTS,
+	P_G_UMIN,
+	P_G_UMAX,
+	P_ARRAYS /* then p_now, p_month, p_thresholds */
+};
+
+static void
+tbuf_sep(struct tbuf *t, bool first)
+{
+	if (!first)
+		tbuf_ch(t, ',');
+}
+
+/* The array parameters of creditd_ingest_batch for the events of bt (see
+ * sql/0013_ingest_speed.sql); month_day: the current billing month. */
+static void
+batcher_params(struct batch *bt, int32_t month_day, struct tbuf p[P_ARRAYS], bool *overflow)
+{
+	size_t n = bt->n, cap = 16, nacc = 0, ngroups = 0;
+	const char **ev_id = xcalloc(n, sizeof *ev_id);
+	const char **ev_acc = xcalloc(n, sizeof *ev_acc);
+	size_t *ev_slot = xcalloc(n, sizeof *ev_slot);
+	size_t *rank, *id_tab, *acc_tab, *roll_tab;
+	struct acc_ref *accs;
+	struct acc_sum *sums;
+	struct roll_sum *groups;
+
+	while (cap < 2 * n)
+		cap *= 2;
+	id_tab = xcalloc(cap, sizeof *id_tab);     /* event index + 1, 0 = empty */
+	acc_tab = xcalloc(cap, sizeof *acc_tab);   /* distinct account index + 1 */
+	roll_tab = xcalloc(cap, sizeof *roll_tab); /* group index + 1 */
+	accs = xcalloc(n, sizeof *accs);
+	sums = xcalloc(n, sizeof *sums);
+	groups = xcalloc(n, sizeof *groups);
+	for (size_t k = 0; k < P_ARRAYS; k++)
+		tbuf_ch(&p[k], '{');
+	for (size_t i = 0; i < n; i++) {
+		const struct ingest_job *job = bt->items[i].job;
+		size_t idx = bt->items[i].idx, h, a;
+		const struct event_in *e = &job->evs.ev[idx];
+		int32_t period = job->period[idx];
+		int64_t unit = e->amount / e->quantity;
+		struct acc_sum *sum;
+		struct roll_sum *g;
+		bool first = true;
+
+		ev_id[i] = e->id;
+		ev_acc[i] = job->account_id[idx];
+		for (h = batcher_hash_str(e->id) & (cap - 1); id_tab[h]; h = (h + 1) & (cap - 1)) {
+			if (strcmp(ev_id[id_tab[h] - 1], e->id) == 0) {
+				first = false;
+				break;
+			}
+		}
+		if (first)
+			id_tab[h] = i + 1;
+		for (h = batcher_hash_ptr(ev_acc[i]) & (cap - 1); acc_tab[h];
+		     h = (h + 1) & (cap - 1))
+			if (accs[acc_tab[h] - 1].id == ev_acc[i])
+				break;
+		if (acc_tab[h] == 0) {
+			accs[nacc].id = ev_acc[i];
+			accs[nacc].first = nacc;
+			sums[nacc].last = e->occurred;
+			acc_tab[h] = ++nacc;
+		}
+		a = ev_slot[i] = acc_tab[h] - 1;
+
+		/* sums as if every event were new; one that would overflow (only
+		 * possible with a huge batch_queue_events) leaves the batch to the
+		 * general path, which sums in SQL and fails the batch as before */
+		sum = &sums[a];
+		if (__builtin_add_overflow(sum->total, e->amount, &sum->total))
+			*overflow = true;
+		if (e->occurred > sum->last)
+			sum->last = e->occurred;
+		if (period == month_day) {
+			if (__builtin_add_overflow(sum->month, e->amount, &sum->month))
+				*overflow = true;
+			if (!sum->has_month || e->occurred < sum->month_min)
+				sum->month_min = e->occurred;
+			sum->has_month = true;
+		}
+		for (h = roll_hash(a, period, e->service, e->destination) & (cap - 1); roll_tab[h];
+		     h = (h + 1) & (cap - 1)) {
+			g = &groups[roll_tab[h] - 1];
+			if (g->acc == a && g->period == period &&
+			    strcmp(g->service, e->service) == 0 &&
+			    str_same(g->destination, e->destination))
+				break;
+		}
+		if (roll_tab[h] == 0) {
+			g = &groups[ngroups];
+			g->acc = a;
+			g->period = period;
+			g->service = e->service;
+			g->destination = e->destination;
+			g->umin = g->umax = unit;
+			roll_tab[h] = ++ngroups;
+		}
+		g = &groups[roll_tab[h] - 1];
+		g->qty += e->quantity;
+		if (__builtin_add_overflow(g->amount, e->amount, &g->amount))
+			*overflow = true;
+		g->events++;
+		if (unit < g->umin)
+			g->umin = unit;
+		if (unit > g->umax)
+			g->umax = unit;
+
+		for (size_t k = P_IDS; k <= P_FIRST; k++)
+			tbuf_sep(&p[k], i == 0);
+		tbuf_put(&p[P_IDS], e->id, 36);
+		tbuf_i64(&p[P_AMOUNTS], e->amount);
+		tbuf_i64(&p[P_OCCURRED], e->occurred);
+		tbuf_i64(&p[P_PERIODS], period);
+		tbuf_text(&p[P_SERVICES], e->service);
+		tbuf_text(&p[P_DESTS], e->destination);
+		tbuf_i64(&p[P_QTY], e->quantity);
+		tbuf_ch(&p[P_FIRST], first ? 't' : 'f');
+	}
+	qsort(accs, nacc, sizeof *accs, acc_ref_cmp);
+	rank = xcalloc(nacc ? nacc : 1, sizeof *rank);
+	for (size_t j = 0; j < nacc; j++) {
+		const struct acc_sum *sum = &sums[accs[j].first];
+		rank[accs[j].first] = j + 1;
+		for (size_t k = P_ACCS; k <= P_ACC_LAST; k++)
+			if (k == P_ACCS || k >= P_ACC_TOTAL)
+				tbuf_sep(&p[k], j == 0);
+		tbuf_put(&p[P_ACCS], accs[j].id, strlen(accs[j].id));
+		tbuf_i64(&p[P_ACC_TOTAL], sum->total);
+		tbuf_i64(&p[P_ACC_MONTH], sum->month);
+		if (sum->has_month)
+			tbuf_i64(&p[P_ACC_MONTH_MIN], sum->month_min);
+		else
+			tbuf_put(&p[P_ACC_MONTH_MIN], "NULL", 4);
+		tbuf_i64(&p[P_ACC_LAST], sum->last);
+	}
+	for (size_t i = 0; i < n; i++) {
+		bt->items[i].acc = rank[ev_slot[i]] - 1;
+		tbuf_sep(&p[P_AI], i == 0);
+		tbuf_i64(&p[P_AI], (int64_t)rank[ev_slot[i]]);
+	}
+	for (size_t j = 0; j < ngroups; j++) {
+		const struct roll_sum *g = &groups[j];
+		for (size_t k = P_G_AI; k <= P_G_UMAX; k++)
+			tbuf_sep(&p[k], j == 0);
+		tbuf_i64(&p[P_G_AI], (int64_t)rank[g->acc]);
+		tbuf_i64(&p[P_G_PERIOD], g->period);
+		tbuf_text(&p[P_G_SERVICE], g->service);
+		tbuf_text(&p[P_G_DEST], g->destination);
+		tbuf_i64(&p[P_G_QTY], g->qty);
+		tbuf_i64(&p[P_G_AMOUNT], g->amount);
+		tbuf_i64(&p[P_G_EVENTS], g->events);
+		tbuf_i64(&p[P_G_UMIN], g->umin);
+		tbuf_i64(&p[P_G_UMAX], g->umax);
+	}
+	for (size_t k = 0; k < P_ARRAYS; k++)
+		tbuf_ch(&p[k], '}');
+	free(groups);
+	free(sums);
+	free(rank);
+	free(accs);
+	free(roll_tab);
+	free(acc_tab);
+	free(id_tab);
+	free(ev_slot);
+	free(ev_acc);
+	free(ev_id);
+}
+
+/* Sends the lane's batch in flight (again, after a deadlock); false when no
+ * connection is usable. */
+static bool
+lane_send(struct lane *l)
+{
+	struct batch *bt = l->inflight;
+	struct tbuf p[P_ARRAYS];
+	char now[24], month[CIVIL_DATE_LEN + 1], thr[THRESHOLDS_PARAM_LEN];
+	const char *params[P_ARRAYS + 3];
+	int lens[P_ARRAYS + 3];
+	int64_t t = clock_now();
+	int32_t month_day = tz_month_of(t);
+	bool overflow = false;
+	struct db_batch *batch;
+
+	memset(p, 0, sizeof p);
+	batcher_params(bt, month_day, p, &overflow);
+	snprintf(now, sizeof now, "%" PRId64, t);
+	civil_format_date(month_day, month);
+	thresholds_param(l->b->app->cfg, thr);
+	for (int k = 0; k < P_ARRAYS; k++) {
+		/* NULL sums: the general path */
+		bool sums = k >= P_ACC_TOTAL && k <= P_G_UMAX;
+		params[k] = overflow && sums ? NULL : p[k].p;
+		lens[k] = overflow && sums ? 0 : (int)p[k].len;
+	}
+	params[P_ARRAYS] = now;
+	params[P_ARRAYS + 1] = month;
+	params[P_ARRAYS + 2] = thr;
+	for (int k = P_ARRAYS; k < P_ARRAYS + 3; k++)
+		lens[k] = (int)strlen(params[k]);
+	batch = db_batch_new();
+	db_batch_add_len(
+	    batch,
+	    "SELECT * FROM creditd_ingest_batch($1::uuid[], $2::int[], $3::uuid[], "
+	    "$4::bigint[], $5::bigint[], $6::int[], $7::text[], $8::text[], $9::int[], "
+	    "$10::boolean[], $11::bigint[], $12::bigint[], $13::bigint[], "
+	    "$14::bigint[], $15::int[], $16::int[], $17::text[], $18::text[], "
+	    "$19::bigint[], $20::bigint[], $21::bigint[], $22::bigint[], "
+	    "$23::bigint[], $24::bigint, $25::date, $26::int[])",
+	    P_ARRAYS + 3, params, lens);
+	for (int k = 0; k < P_ARRAYS; k++)
+		free(p[k].p);
+	l->attempts++;
+	return db_submit(l->b->app->db, batch, lane_flushed, l) == 0;
 }
 
 static void
-batcher_flush_now(struct batcher *b)
+lane_flush_now(struct lane *l)
 {
 	struct batch *bt;
-	struct evbuffer *ids, *accs, *amts, *occ, *per, *svc, *dst, *qty;
-	char now[24], month[CIVIL_DATE_LEN + 1];
-	int64_t t;
 
-	if (b->state == BATCHER_FLUSHING || b->open.n == 0)
+	if (l->state == LANE_FLUSHING || l->open.n == 0)
 		return;
-	if (b->timer_armed) {
-		evtimer_del(b->timer);
-		b->timer_armed = false;
+	if (l->timer_armed) {
+		evtimer_del(l->timer);
+		l->timer_armed = false;
 	}
 	bt = xcalloc(1, sizeof *bt);
-	*bt = b->open;
-	memset(&b->open, 0, sizeof b->open);
-	ids = evbuffer_new();
-	accs = evbuffer_new();
-	amts = evbuffer_new();
-	occ = evbuffer_new();
-	per = evbuffer_new();
-	svc = evbuffer_new();
-	dst = evbuffer_new();
-	qty = evbuffer_new();
-	evbuffer_add(ids, "{", 1);
-	evbuffer_add(accs, "{", 1);
-	evbuffer_add(amts, "{", 1);
-	evbuffer_add(occ, "{", 1);
-	evbuffer_add(per, "{", 1);
-	evbuffer_add(svc, "{", 1);
-	evbuffer_add(dst, "{", 1);
-	evbuffer_add(qty, "{", 1);
-	for (size_t i = 0; i < bt->n; i++) {
-		struct ingest_job *job = bt->items[i].job;
-		const struct event_in *e = &job->evs.ev[bt->items[i].idx];
-		const char *sep = i ? "," : "";
-		evbuffer_add_printf(ids, "%s%s", sep, e->id);
-		evbuffer_add_printf(accs, "%s%s", sep, job->account_id[bt->items[i].idx]);
-		evbuffer_add_printf(amts, "%s%" PRId64, sep, e->amount);
-		evbuffer_add_printf(occ, "%s%" PRId64, sep, e->occurred);
-		evbuffer_add_printf(per, "%s%s", sep, job->period[bt->items[i].idx]);
-		arr_text(svc, e->service, i == 0);
-		arr_text(dst, e->destination, i == 0);
-		evbuffer_add_printf(qty, "%s%" PRId32, sep, e->quantity);
-	}
-	t = clock_now();
-	snprintf(now, sizeof now, "%" PRId64, t);
-	civil_format_date(tz_month_of(t), month);
-	{
-		int lens[11];
-		char *p[11];
-		char thr[THRESHOLDS_PARAM_LEN];
-		thresholds_param(b->app->cfg, thr);
-		p[0] = arr_close(ids, &lens[0]);
-		p[1] = arr_close(accs, &lens[1]);
-		p[2] = arr_close(amts, &lens[2]);
-		p[3] = arr_close(occ, &lens[3]);
-		p[4] = arr_close(per, &lens[4]);
-		p[5] = arr_close(svc, &lens[5]);
-		p[6] = arr_close(dst, &lens[6]);
-		p[7] = arr_close(qty, &lens[7]);
-		p[8] = now;
-		lens[8] = (int)strlen(now);
-		p[9] = month;
-		lens[9] = (int)strlen(month);
-		p[10] = thr;
-		lens[10] = (int)strlen(thr);
-		struct db_batch *batch = db_batch_new();
-		db_batch_add_len(
-		    batch,
-		    "SELECT ord, status, while_suspended FROM creditd_ingest($1::uuid[], "
-		    "$2::uuid[], $3::bigint[], $4::bigint[], $5::date[], $6::text[], $7::text[], "
-		    "$8::int[], $9::bigint, $10::date, $11::int[])",
-		    11, (const char *const *)p, lens);
-		db_batch_add_len(batch, "SELECT * FROM account_view WHERE id = ANY($1::uuid[])", 1,
-		                 (const char *const *)p + 1, lens + 1);
-		for (int k = 0; k < 8; k++)
-			free(p[k]);
-		b->inflight = bt;
-		b->state = BATCHER_FLUSHING;
-		if (db_submit(b->app->db, batch, batcher_flushed, b) != 0) {
-			b->inflight = NULL;
-			b->state = BATCHER_FILLING;
-			for (size_t i = 0; i < bt->n; i++)
-				bt->items[i].job->failed = true;
-			batcher_finish_items(b, bt);
-			free(bt->items);
-			free(bt);
-		}
+	*bt = l->open;
+	memset(&l->open, 0, sizeof l->open);
+	l->inflight = bt;
+	l->state = LANE_FLUSHING;
+	l->attempts = 0;
+	if (!lane_send(l)) {
+		l->inflight = NULL;
+		l->state = LANE_FILLING;
+		for (size_t i = 0; i < bt->n; i++)
+			bt->items[i].job->failed = true;
+		batch_finish_items(l->b, bt);
 	}
 }
 
@@ -404,5 +951,5 @@ batcher_metrics(struct batcher *b, void *evbuffer)
 	    "# TYPE creditd_ingest_flushes_total counter\n"
 	    "creditd_ingest_flushes_total %" PRIu64 "\n"
 	    "creditd_ingest_flushed_events_total %" PRIu64 "\n",
-	    b->open.n + (b->inflight ? b->inflight->n : 0), b->flushes, b->flushed_events);
+	    batcher_queued(b), b->flushes, b->flushed_events);
 }

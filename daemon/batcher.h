@@ -1,18 +1,24 @@
 /* batcher.h: write-behind ingestion with group commit (R3.4, STYLE.md).
  *
- * Accepted requests append their valid events to the open batch; a batch is
+ * Accepted requests append their valid events to an open batch; a batch is
  * flushed at `batch_flush_events` events or after `batch_flush_ms`, as ONE
- * transaction (creditd_ingest), and every request with events in it is
- * answered only after that commit. One flush is in flight at a time; the
- * queue is bounded (`batch_queue_events`): beyond it requests get 503. */
+ * transaction (creditd_ingest_batch, sql/0013_ingest_speed.sql), and every
+ * request with events in it is answered only after that commit. Events are
+ * split by account over a few lanes, each with its own open batch and at
+ * most one transaction in flight; an account stays in one lane while it has
+ * events queued or in flight, so the lanes' transactions never wait for each
+ * other's account locks and commit in parallel. The queue (all lanes) is
+ * bounded (`batch_queue_events`): beyond it requests get 503. */
 #ifndef CREDITD_BATCHER_H
 #define CREDITD_BATCHER_H
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "events.h"
 
+struct acache_entry;
 struct app;
 struct batcher;
 struct http_req;
@@ -21,10 +27,11 @@ struct http_req;
 struct ingest_job {
 	struct http_req *req;
 	struct event_batch evs;
-	const char **status;     /* per event: accepted|duplicate|conflict|rejected */
-	const char **reason;     /* per event, for rejected */
-	const char **account_id; /* resolved account UUID (points into the cache) */
-	char **period;           /* per event billing month "YYYY-MM-01" */
+	const char **status;              /* per event: accepted|duplicate|conflict|rejected */
+	const char **reason;              /* per event, for rejected */
+	const char **account_id;          /* resolved account UUID (points into the cache) */
+	const struct acache_entry **acct; /* its cache entry */
+	int32_t *period;                  /* per event billing month (civil day of its first day) */
 	char (*acct_status)[12];
 	size_t pending; /* events still in a batch */
 	bool failed;    /* a batch with its events failed: answer 503 */

@@ -5,12 +5,21 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/http.h>
+#include <event2/http_struct.h>
 #include <event2/keyvalq_struct.h>
+#include <event2/util.h>
 #include <inttypes.h>
+/* SHA256() fetches the algorithm from OpenSSL 3's provider table on every
+ * call (about 0.3 us, several times the digest itself). The EVP API that
+ * fetches once needs openssl/evp.h, which includes <pthread.h> -> <sched.h>,
+ * shadowed by daemon/sched.h on our include path; so the direct SHA256_*
+ * functions, deprecated in favour of EVP but still supported by OpenSSL 3. */
+#define OPENSSL_SUPPRESS_DEPRECATED
 #include <openssl/sha.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "app.h"
 #include "clock.h"
@@ -24,6 +33,7 @@
 #define HTTP_MAX_HEADERS_SIZE 16384
 #define HTTP_BODY_SLACK (1024 * 1024) /* evhttp's own hard cap above ours */
 #define HTTP_CONN_BUCKETS 1024
+#define HTTP_INLINE_BODY 512 /* bodies up to this size live in the request context */
 
 /* One record per open client connection: counts connections for the cap and
  * lets the close callback mark an in-flight request orphaned. */
@@ -34,6 +44,14 @@ struct http_conn {
 	struct http_conn *next; /* hash chain */
 };
 
+/* Per route, computed once: a literal pattern matches only its own text; any
+ * other matches only paths that start with its text before the first "{}".
+ * Lets dispatch skip route_match for all but the candidates. */
+struct http_route_key {
+	size_t prefix; /* bytes of the pattern before the first "{}" */
+	bool literal;  /* no capture: route_match == strcmp */
+};
+
 struct http_server {
 	struct app *app;
 	struct evhttp *evhttp;
@@ -41,12 +59,15 @@ struct http_server {
 	const struct route *routes;
 	int nroutes;
 	const char **route_names;
+	struct http_route_key *keys;
 	size_t max_body;
 	int max_conns;
 	size_t nconns;
 	size_t active;
 	uint64_t next_rid;
 	uint64_t rid_salt;
+	time_t date_at; /* the second date was formatted for */
+	char date[64];  /* "Date:" value, as evhttp would format it */
 	struct http_conn *conns[HTTP_CONN_BUCKETS];
 };
 
@@ -67,6 +88,7 @@ struct http_req {
 	json_t *json;
 	bool orphaned;
 	int64_t started;
+	char inline_body[HTTP_INLINE_BODY + 1];
 };
 
 /* ---- connection tracking ---- */
@@ -138,7 +160,8 @@ http_req_free(struct http_req *r)
 		free(r->caps[i]);
 	if (r->query_parsed)
 		evhttp_clear_headers(&r->query);
-	free(r->body);
+	if (r->body != r->inline_body)
+		free(r->body);
 	json_decref(r->json);
 	r->srv->active--;
 	free(r);
@@ -237,8 +260,40 @@ http_req_json_object(struct http_req *r)
 
 /* ---- replies ---- */
 
+/* Where a reply's body goes: straight into evhttp's output buffer of the
+ * request (what evhttp_send_reply would copy a body buffer into), so no
+ * buffer of our own is allocated and moved per reply. NULL once evhttp
+ * dropped the request. */
+static struct evbuffer *
+http_out(struct http_req *r)
+{
+	return r->req ? evhttp_request_get_output_buffer(r->req) : NULL;
+}
+
+/* The Date header evhttp adds to HTTP/1.1 answers (same function, same
+ * format, same place), formatted once a second instead of per reply. */
 static void
-http_send(struct http_req *r, int status, struct evbuffer *buf)
+http_add_date(struct http_server *s, const struct evhttp_request *req, struct evkeyvalq *h)
+{
+	time_t now = time(NULL);
+	struct tm tm;
+
+	if (req->major != 1 || req->minor < 1)
+		return; /* evhttp sends none */
+	if (now != s->date_at || s->date[0] == '\0') {
+		if (gmtime_r(&now, &tm) == NULL ||
+		    evutil_date_rfc1123(s->date, sizeof s->date, &tm) <= 0) {
+			s->date[0] = '\0';
+			return; /* evhttp formats its own */
+		}
+		s->date_at = now;
+	}
+	evhttp_add_header(h, "Date", s->date);
+}
+
+/* Send the reply whose body is already in http_out(r), and free r. */
+static void
+http_send(struct http_req *r, int status)
 {
 	int64_t usec = clock_monotonic() - r->started;
 
@@ -246,17 +301,22 @@ http_send(struct http_req *r, int status, struct evbuffer *buf)
 	if (r->orphaned || r->req == NULL) {
 		log_req(LOG_LEVEL_INFO, r->rid, "client went away; reply %d dropped", status);
 		/* evhttp detached the request from its connection; replying frees it */
-		if (r->req)
+		if (r->req) {
+			struct evbuffer *out = http_out(r);
+			evbuffer_drain(out, evbuffer_get_length(out));
 			evhttp_send_reply(r->req, status, NULL, NULL);
+		}
 	} else {
 		struct evkeyvalq *h = evhttp_request_get_output_headers(r->req);
 		evhttp_add_header(h, "X-Request-Id", r->rid);
 		if (r->srv->app->draining)
 			evhttp_add_header(h, "Connection", "close");
-		evhttp_send_reply(r->req, status, NULL, buf);
+		http_add_date(r->srv, r->req, h);
+		evhttp_send_reply(r->req, status, NULL, NULL);
 	}
-	log_req(LOG_LEVEL_DEBUG, r->rid, "%s -> %d in %" PRId64 " us",
-	        r->route >= 0 ? r->srv->routes[r->route].name : "?", status, usec);
+	if (log_enabled(LOG_LEVEL_DEBUG))
+		log_req(LOG_LEVEL_DEBUG, r->rid, "%s -> %d in %" PRId64 " us",
+		        r->route >= 0 ? r->srv->routes[r->route].name : "?", status, usec);
 	http_req_free(r);
 }
 
@@ -276,14 +336,15 @@ http_json_writer(const char *data, size_t size, void *arg)
 void
 http_reply_json(struct http_req *r, int status, json_t *body)
 {
-	struct evbuffer *buf = evbuffer_new();
+	struct evbuffer *out = http_out(r);
 
-	json_dump_callback(body, http_json_writer, buf, JSON_COMPACT);
-	evbuffer_add(buf, "\n", 1);
+	if (out != NULL) {
+		json_dump_callback(body, http_json_writer, out, JSON_COMPACT);
+		evbuffer_add(out, "\n", 1);
+	}
 	json_decref(body);
 	http_reply_add_header(r, "Content-Type", "application/json");
-	http_send(r, status, buf);
-	evbuffer_free(buf);
+	http_send(r, status);
 }
 
 /* A copy of s with each byte that is not valid UTF-8 replaced by '?'. Error
@@ -329,19 +390,23 @@ void
 http_reply_text(struct http_req *r, int status, const char *content_type, const char *body,
                 size_t len)
 {
-	struct evbuffer *buf = evbuffer_new();
+	struct evbuffer *out = http_out(r);
 
-	evbuffer_add(buf, body, len);
+	if (out != NULL)
+		evbuffer_add(out, body, len);
 	http_reply_add_header(r, "Content-Type", content_type);
-	http_send(r, status, buf);
-	evbuffer_free(buf);
+	http_send(r, status);
 }
 
 void
 http_reply_buffer(struct http_req *r, int status, const char *content_type, struct evbuffer *buf)
 {
+	struct evbuffer *out = http_out(r);
+
+	if (out != NULL)
+		evbuffer_add_buffer(out, buf);
 	http_reply_add_header(r, "Content-Type", content_type);
-	http_send(r, status, buf);
+	http_send(r, status);
 }
 
 /* ---- dispatch ---- */
@@ -373,6 +438,7 @@ http_authenticate(struct http_req *r)
 	const char *h = http_req_header(r, "Authorization");
 	const struct config_token *t;
 	unsigned char digest[SHA256_DIGEST_LENGTH];
+	SHA256_CTX sha;
 
 	if (h == NULL || strncasecmp(h, "Bearer ", 7) != 0)
 		return false;
@@ -381,7 +447,12 @@ http_authenticate(struct http_req *r)
 		h++;
 	if (*h == '\0')
 		return false;
-	SHA256((const unsigned char *)h, strlen(h), digest);
+	if (SHA256_Init(&sha) != 1 || SHA256_Update(&sha, h, strlen(h)) != 1 ||
+	    SHA256_Final(digest, &sha) != 1) {
+		explicit_bzero(&sha, sizeof sha);
+		return false;
+	}
+	explicit_bzero(&sha, sizeof sha);
 	t = config_find_token(r->srv->app->cfg, digest);
 	if (t == NULL)
 		return false;
@@ -408,6 +479,34 @@ http_decode_capture(const struct route_capture *c)
 	return dec;
 }
 
+/* The request id: 16 lower-case hex digits. */
+static void
+http_rid(char out[17], uint64_t v)
+{
+	static const char hex[] = "0123456789abcdef";
+
+	for (int i = 15; i >= 0; i--, v >>= 4)
+		out[i] = hex[v & 15];
+	out[16] = '\0';
+}
+
+/* route_match of route i, with a cheap test first (see http_route_key). */
+static bool
+http_route_match(const struct http_server *s, int i, const char *path, struct route_capture *caps,
+                 int *n)
+{
+	const char *pattern = s->routes[i].pattern;
+	const struct http_route_key *k = &s->keys[i];
+
+	if (k->literal) {
+		*n = 0;
+		return strcmp(pattern, path) == 0;
+	}
+	if (strncmp(pattern, path, k->prefix) != 0)
+		return false;
+	return route_match(pattern, path, caps, n);
+}
+
 static void
 http_dispatch(struct evhttp_request *req, void *arg)
 {
@@ -427,8 +526,7 @@ http_dispatch(struct evhttp_request *req, void *arg)
 	r->req = req;
 	r->route = -1;
 	r->started = clock_monotonic();
-	snprintf(r->rid, sizeof r->rid, "%016" PRIx64,
-	         (uint64_t)((s->rid_salt + s->next_rid++) * UINT64_C(0x9E3779B97F4A7C15)));
+	http_rid(r->rid, (uint64_t)((s->rid_salt + s->next_rid++) * UINT64_C(0x9E3779B97F4A7C15)));
 	s->active++;
 	if (evcon) {
 		r->conn = http_conn_get(s, evcon);
@@ -461,7 +559,7 @@ http_dispatch(struct evhttp_request *req, void *arg)
 		int n;
 		if (rt->test_clock && !clock_is_test())
 			continue;
-		if (!route_match(rt->pattern, path, caps, &n))
+		if (!http_route_match(s, i, path, caps, &n))
 			continue;
 		path_matched = true;
 		if (rt->method != m)
@@ -509,7 +607,7 @@ http_dispatch(struct evhttp_request *req, void *arg)
 		return;
 	}
 	if (inlen > 0) {
-		r->body = xmalloc(inlen + 1);
+		r->body = inlen <= HTTP_INLINE_BODY ? r->inline_body : xmalloc(inlen + 1);
 		evbuffer_remove(in, r->body, inlen);
 		r->body[inlen] = '\0';
 		r->body_len = inlen;
@@ -533,8 +631,19 @@ http_server_new(struct app *app, const struct route *routes, int nroutes)
 	s->routes = routes;
 	s->nroutes = nroutes;
 	s->route_names = xcalloc((size_t)nroutes + 1, sizeof(char *));
-	for (int i = 0; i < nroutes; i++)
+	s->keys = xcalloc((size_t)nroutes + 1, sizeof *s->keys);
+	for (int i = 0; i < nroutes; i++) {
+		const char *p = routes[i].pattern, *cap = strstr(p, "{}");
+		struct route_capture caps[ROUTE_MAX_CAPTURES];
+		int n;
+
 		s->route_names[i] = routes[i].name;
+		/* literal only if the pattern matches itself without captures, so
+		 * that strcmp gives exactly route_match's answer */
+		s->keys[i].literal = cap == NULL && route_match(p, p, caps, &n) && n == 0;
+		s->keys[i].prefix = cap ? (size_t)(cap - p) : 0;
+	}
+
 	s->rid_salt = (uint64_t)clock_wall();
 	s->evhttp = evhttp_new(app->base);
 	evhttp_set_gencb(s->evhttp, http_dispatch, s);
@@ -605,5 +714,6 @@ http_server_free(struct http_server *s)
 		}
 	}
 	free(s->route_names);
+	free(s->keys);
 	free(s);
 }

@@ -64,12 +64,12 @@ http_usage_events(struct http_req *r)
 	job->status = xcalloc(job->evs.n, sizeof *job->status);
 	job->reason = xcalloc(job->evs.n, sizeof *job->reason);
 	job->account_id = xcalloc(job->evs.n, sizeof *job->account_id);
+	job->acct = xcalloc(job->evs.n, sizeof *job->acct);
 	job->period = xcalloc(job->evs.n, sizeof *job->period);
 	job->acct_status = xcalloc(job->evs.n, sizeof *job->acct_status);
 	for (size_t i = 0; i < job->evs.n; i++) {
 		struct event_in *e = &job->evs.ev[i];
 		const struct acache_entry *a;
-		char day[CIVIL_DATE_LEN];
 
 		if (e->verdict != EVENT_OK) {
 			job->status[i] = "rejected";
@@ -91,8 +91,8 @@ http_usage_events(struct http_req *r)
 			continue;
 		}
 		job->account_id[i] = a->id;
-		civil_format_date(tz_month_of(e->occurred), day);
-		job->period[i] = xstrdup(day);
+		job->acct[i] = a;
+		job->period[i] = tz_month_of(e->occurred);
 	}
 	if (batcher_submit(app->batcher, job) != 0) {
 		ingest_job_free(job);
@@ -101,41 +101,168 @@ http_usage_events(struct http_req *r)
 	}
 }
 
-void
-http_usage_authorize(struct http_req *r)
+/* ---- POST /v1/authorize (R3.6): answered from the account cache ---- */
+
+#define AUTHORIZE_MAX_REF 140 /* the "account" string's limit, in bytes */
+
+static const char *
+authorize_ws(const char *p, const char *end)
+{
+	while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+		p++;
+	return p;
+}
+
+/* A JSON string of printable ASCII without escapes: what the string decodes
+ * to is its text. */
+static bool
+authorize_str(const char **pp, const char *end, const char **s, size_t *len)
+{
+	const char *p = *pp;
+
+	if (p == end || *p != '"')
+		return false;
+	*s = ++p;
+	while (p < end && *p != '"') {
+		if (*p < 0x20 || *p > 0x7e || *p == '\\')
+			return false;
+		p++;
+	}
+	if (p == end)
+		return false;
+	*len = (size_t)(p - *s);
+	*pp = p + 1;
+	return true;
+}
+
+/* The usual body, {"account": "...", "amount": "..."} (either order, JSON
+ * whitespace anywhere between tokens, each key once), read without building
+ * a jansson tree. Taken only when the values are printable ASCII without
+ * escapes and valid exactly as the general path checks them (account 1..140
+ * bytes without control characters, amount a decimal string > 0); anything
+ * else returns false, and the general path parses the body with jansson and
+ * answers it (every error) as it always did. */
+static bool
+authorize_parse_fast(const char *b, size_t len, char ref[AUTHORIZE_MAX_REF + 1], int64_t *amount)
+{
+	const char *p = b, *end = b + len, *acc = NULL, *amt = NULL;
+	size_t acc_len = 0, amt_len = 0;
+
+	p = authorize_ws(p, end);
+	if (p == end || *p++ != '{')
+		return false;
+	for (int i = 0; i < 2; i++) {
+		const char *key, *val;
+		size_t klen, vlen;
+
+		p = authorize_ws(p, end);
+		if (!authorize_str(&p, end, &key, &klen))
+			return false;
+		p = authorize_ws(p, end);
+		if (p == end || *p++ != ':')
+			return false;
+		p = authorize_ws(p, end);
+		if (!authorize_str(&p, end, &val, &vlen))
+			return false;
+		if (klen == 7 && memcmp(key, "account", 7) == 0 && acc == NULL) {
+			acc = val;
+			acc_len = vlen;
+		} else if (klen == 6 && memcmp(key, "amount", 6) == 0 && amt == NULL) {
+			amt = val;
+			amt_len = vlen;
+		} else {
+			return false;
+		}
+		p = authorize_ws(p, end);
+		if (p == end || *p++ != (i == 0 ? ',' : '}'))
+			return false;
+	}
+	if (authorize_ws(p, end) != end)
+		return false;
+	if (acc_len == 0 || acc_len > AUTHORIZE_MAX_REF)
+		return false;
+	if (money_parse(amt, amt_len, amount) != MONEY_OK || *amount <= 0)
+		return false;
+	memcpy(ref, acc, acc_len);
+	ref[acc_len] = '\0';
+	return true;
+}
+
+/* The body through jansson and the jsonfield checks; answers 400 itself
+ * and returns false on any error. *ref points into the request's JSON. */
+static bool
+authorize_parse_general(struct http_req *r, const char **ref, int64_t *amount)
 {
 	static const char *const allowed[] = {"account", "amount", NULL};
-	struct app *app = http_req_app(r);
-	json_t *body = http_req_json_object(r), *out;
-	const struct acache_entry *a;
-	const char *ref;
-	int64_t amount;
+	json_t *body = http_req_json_object(r);
 	struct jf_err e;
-	struct limits_state s;
-	struct limits_answer ans;
 
 	if (body == NULL)
-		return;
-	if (jf_only(body, allowed, &e) < 0 || jf_string(body, "account", true, 140, &ref, &e) < 0 ||
-	    jf_amount(body, "amount", true, false, NULL, &amount, &e) < 0) {
+		return false;
+	if (jf_only(body, allowed, &e) < 0 || jf_string(body, "account", true, 140, ref, &e) < 0 ||
+	    jf_amount(body, "amount", true, false, NULL, amount, &e) < 0) {
 		http_reply_validation(r, &e);
-		return;
+		return false;
 	}
-	if (amount <= 0) {
+	if (*amount <= 0) {
 		http_reply_error(r, 400, "validation_failed", "amount: must be greater than 0",
 		                 "amount");
+		return false;
+	}
+	return true;
+}
+
+struct authorize_out {
+	char buf[320];
+	size_t n;
+};
+
+static void
+authorize_put(struct authorize_out *o, const char *s)
+{
+	size_t len = strlen(s);
+
+	if (len < sizeof o->buf - o->n) { /* the reply is far below the buffer */
+		memcpy(o->buf + o->n, s, len);
+		o->n += len;
+	}
+}
+
+static void
+authorize_put_money(struct authorize_out *o, bool has, int64_t v)
+{
+	char m[MONEY_FMT_LEN];
+
+	if (!has) {
+		authorize_put(o, "null");
 		return;
 	}
+	authorize_put(o, "\"");
+	authorize_put(o, money_format(v, m));
+	authorize_put(o, "\"");
+}
+
+/* The reply is written as text: the same bytes jansson's compact dump of
+ * {"allowed", "status", "reason"?, "monthly_remaining", "total_remaining"}
+ * gave (all values are fixed words or formatted amounts: nothing to escape). */
+static void
+authorize_answer(struct http_req *r, struct app *app, const char *ref, int64_t amount)
+{
+	static const char unknown[] = "{\"allowed\":false,\"reason\":\"unknown_account\","
+	                              "\"status\":null,\"monthly_remaining\":null,"
+	                              "\"total_remaining\":null}\n";
+	const struct acache_entry *a;
+	struct limits_state s;
+	struct limits_answer ans;
+	struct authorize_out o = {.n = 0};
+
 	if (!acache_loaded(app->acache)) {
 		http_reply_unavailable(r);
 		return;
 	}
 	a = acache_find(app->acache, ref);
 	if (a == NULL) {
-		http_reply_json(r, 200,
-		                json_pack("{s:b, s:s, s:n, s:n, s:n}", "allowed", 0, "reason",
-		                          "unknown_account", "status", "monthly_remaining",
-		                          "total_remaining"));
+		http_reply_text(r, 200, "application/json", unknown, sizeof unknown - 1);
 		return;
 	}
 	s.status = a->status == ACACHE_ACTIVE      ? LIMITS_ACTIVE
@@ -148,15 +275,38 @@ http_usage_authorize(struct http_req *r)
 	s.total_limit = a->total_limit;
 	s.exposure = a->exposure;
 	limits_authorize(&s, amount, &ans);
-	out = json_pack("{s:b, s:s}", "allowed", ans.allowed, "status",
-	                s.status == LIMITS_ACTIVE      ? "active"
-	                : s.status == LIMITS_SUSPENDED ? "suspended"
-	                                               : "terminated");
-	if (ans.reason)
-		json_object_set_new(out, "reason", json_string(ans.reason));
-	json_object_set_new(out, "monthly_remaining",
-	                    ans.has_monthly ? j_money(ans.monthly_remaining) : json_null());
-	json_object_set_new(out, "total_remaining",
-	                    ans.has_total ? j_money(ans.total_remaining) : json_null());
-	http_reply_json(r, 200, out);
+	authorize_put(&o, ans.allowed ? "{\"allowed\":true,\"status\":\""
+	                              : "{\"allowed\":false,\"status\":\"");
+	authorize_put(&o, s.status == LIMITS_ACTIVE      ? "active"
+	                  : s.status == LIMITS_SUSPENDED ? "suspended"
+	                                                 : "terminated");
+	authorize_put(&o, "\"");
+	if (ans.reason) {
+		authorize_put(&o, ",\"reason\":\"");
+		authorize_put(&o, ans.reason);
+		authorize_put(&o, "\"");
+	}
+	authorize_put(&o, ",\"monthly_remaining\":");
+	authorize_put_money(&o, ans.has_monthly, ans.monthly_remaining);
+	authorize_put(&o, ",\"total_remaining\":");
+	authorize_put_money(&o, ans.has_total, ans.total_remaining);
+	authorize_put(&o, "}\n");
+	http_reply_text(r, 200, "application/json", o.buf, o.n);
+}
+
+void
+http_usage_authorize(struct http_req *r)
+{
+	struct app *app = http_req_app(r);
+	char fast_ref[AUTHORIZE_MAX_REF + 1];
+	const char *ref;
+	int64_t amount;
+	size_t len;
+	const char *body = http_req_body(r, &len);
+
+	if (authorize_parse_fast(body, len, fast_ref, &amount))
+		ref = fast_ref;
+	else if (!authorize_parse_general(r, &ref, &amount))
+		return;
+	authorize_answer(r, app, ref, amount);
 }

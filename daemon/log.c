@@ -18,6 +18,12 @@ log_set_level(enum log_level level)
 	log_min = level;
 }
 
+bool
+log_enabled(enum log_level level)
+{
+	return level >= log_min;
+}
+
 int
 log_level_from_name(const char *name)
 {

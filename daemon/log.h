@@ -4,10 +4,13 @@
 #define CREDITD_LOG_H
 
 #include <stdarg.h>
+#include <stdbool.h>
 
 enum log_level { LOG_LEVEL_DEBUG = 0, LOG_LEVEL_INFO, LOG_LEVEL_WARNING, LOG_LEVEL_ERROR };
 
 void log_set_level(enum log_level level);
+/* Whether messages of this level are written (to skip formatting work). */
+bool log_enabled(enum log_level level);
 int log_level_from_name(const char *name); /* -1 when unknown */
 
 void log_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
