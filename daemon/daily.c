@@ -25,16 +25,46 @@
 #define DAILY_MINUTES 5      /* 00:05 in the billing zone */
 #define INTEREST_PAGE "5000" /* overdue invoices per transaction */
 #define INTEREST_PAGE_N 5000
+/* The database does the work (a 2-core server): each step runs on two pool
+ * connections at once. First the R6.6 re-check (it sees the accruals before
+ * today's); then the interest pages in DAILY_CHAINS sequences over invoice
+ * id ranges (they write invoices and accruals); then the overdue notices
+ * and suspensions in DAILY_PARTS parts of the accounts (an account and its
+ * invoices belong to one part), each also summing its accounts' accrued
+ * interest (an account suspended today is written once); then inactivity
+ * and reactivations. */
+#define DAILY_PARTS 2
+#define DAILY_CHAINS 2
+
+struct daily_run;
+
+/* One sequence of interest pages: invoice ids in (after, upto]. */
+struct daily_chain {
+	struct daily_run *d;
+	char after[37];
+	char upto[37]; /* "" = unbounded */
+};
+
+struct sbuf {
+	char *s;
+	size_t n, cap;
+};
 
 struct daily_run {
 	struct job_run *run;
 	struct app *app;
 	int32_t day;
-	char after[37];
+	char at[24];
+	int pending;          /* page sequences still running */
+	int parts;            /* overdue parts still running */
+	char *error;          /* the first error; the others stop early */
+	struct sbuf accounts; /* accounts of the invoices accrued */
+	struct daily_chain chains[DAILY_CHAINS];
 	long overdue, inactive, reactivated, interest;
 };
 
-static void daily_interest_page(struct daily_run *d);
+static void daily_interest_page(struct daily_chain *c);
+static void daily_chain_done(struct daily_run *d);
 
 static void
 daily_end(struct daily_run *d, const char *error)
@@ -48,7 +78,18 @@ daily_end(struct daily_run *d, const char *error)
 	                   "reactivated", (json_int_t)d->reactivated, "interest_invoices",
 	                   (json_int_t)d->interest);
 	job_run_complete(d->run, result, error);
+	free(d->error);
+	free(d->accounts.s);
 	free(d);
+}
+
+/* A page sequence failed: remember the first error; the sequence ends. */
+static void
+daily_fail(struct daily_run *d, const char *error)
+{
+	if (d->error == NULL)
+		d->error = xstrdup(error);
+	daily_chain_done(d);
 }
 
 __extension__ typedef unsigned __int128 daily_u128;
@@ -74,10 +115,7 @@ daily_exact_text(interest_exact_t v, char buf[48])
 }
 
 struct daily_store {
-	struct sbuf {
-		char *s;
-		size_t n, cap;
-	} inv, month, exact, micro, cinv, comp, settled;
+	struct sbuf inv, month, exact, micro, isnew, cinv, comp, settled;
 };
 
 static void
@@ -113,8 +151,34 @@ sb_close(struct sbuf *b)
 	return b->s;
 }
 
+/* The stored accrual of a month: NULL when none, else its exact value in
+ * stored ("day:exact,..." with day = the month's first day), *len set. */
+static const char *
+daily_stored(const char *stored, int32_t month, size_t *len)
+{
+	while (*stored) {
+		char *end;
+		long d = strtol(stored, &end, 10);
+		const char *v, *comma;
+
+		if (*end != ':')
+			return NULL;
+		v = end + 1;
+		comma = strchr(v, ',');
+		if (d == month) {
+			*len = (size_t)((comma ? comma : v + strlen(v)) - v);
+			return v;
+		}
+		if (comma == NULL)
+			return NULL;
+		stored = comma + 1;
+	}
+	return NULL;
+}
+
 /* One invoice: accruals per calendar month from the first overdue day to
- * the run's day (R6.3), exact per month, into the store arrays. */
+ * the run's day (R6.3), exact per month; the months whose value is not
+ * stored yet go into the store arrays. */
 static void
 daily_invoice(struct daily_run *d, const PGresult *pg, int row, struct daily_store *st)
 {
@@ -125,27 +189,33 @@ daily_invoice(struct daily_run *d, const PGresult *pg, int row, struct daily_sto
 	int64_t principal = col_i64(pg, row, col(pg, "principal"));
 	int32_t from = (int32_t)col_i64(pg, row, col(pg, "due_day")) + 1;
 	int32_t month = civil_month_start(from);
+	const char *stored = PQgetvalue(pg, row, col(pg, "stored"));
 	char buf[48];
 
 	while (month <= d->day) {
 		int32_t next, lo, hi;
 		struct interest_result res;
 		int64_t micro;
+		const char *old;
+		size_t olen = 0;
 
 		civil_add_months(month, 1, &next);
 		lo = from > month ? from : month;
 		hi = next - 1 < d->day ? next - 1 : d->day;
 		if (interest_calc(d->app, pg, row, lo, hi, &res) != 0)
 			break;
-		if (interest_round_micro(res.total, &micro) == 0) {
+		daily_exact_text(res.total, buf);
+		old = daily_stored(stored, month, &olen);
+		if ((old == NULL || olen != strlen(buf) || memcmp(old, buf, olen) != 0) &&
+		    interest_round_micro(res.total, &micro) == 0) {
 			char ms[CIVIL_DATE_LEN];
 			sb_add(&st->inv, id);
 			civil_format_date(month, ms);
 			sb_add(&st->month, ms);
-			daily_exact_text(res.total, buf);
 			sb_add(&st->exact, buf);
 			snprintf(buf, sizeof buf, "%" PRId64, micro);
 			sb_add(&st->micro, buf);
+			sb_add(&st->isnew, old == NULL ? "t" : "f");
 		}
 		interest_result_free(&res);
 		month = next;
@@ -167,84 +237,92 @@ daily_invoice(struct daily_run *d, const PGresult *pg, int row, struct daily_sto
 		}
 	}
 	sb_add(&st->settled, col_i64(pg, row, col(pg, "usage_balance")) <= 0 ? "t" : "f");
+	sb_add(&d->accounts, PQgetvalue(pg, row, col(pg, "account_id")));
 }
 
 static void
-daily_stored(const struct db_result *res, void *arg)
+daily_page_stored(const struct db_result *res, void *arg)
 {
-	struct daily_run *d = arg;
+	struct daily_chain *c = arg;
 
 	if (!db_result_ok(res)) {
-		daily_end(d, db_result_error(res));
+		daily_fail(c->d, db_result_error(res));
 		return;
 	}
-	if (d->after[0] == '\0')
-		daily_end(d, NULL); /* that was the last page */
+	if (c->after[0] == '\0' || c->d->error != NULL)
+		daily_chain_done(c->d); /* that was the last page */
 	else
-		daily_interest_page(d);
+		daily_interest_page(c);
 }
 
 static void
 daily_page_cb(const struct db_result *res, void *arg)
 {
-	struct daily_run *d = arg;
+	struct daily_chain *c = arg;
+	struct daily_run *d = c->d;
 	const PGresult *pg;
 	struct daily_store st;
 	char day[CIVIL_DATE_LEN];
 	int n;
 
 	if (!db_result_ok(res)) {
-		daily_end(d, db_result_error(res));
+		daily_fail(d, db_result_error(res));
 		return;
 	}
 	pg = db_result_get(res, 0);
 	n = PQntuples(pg);
+	if (n == 0) {
+		daily_chain_done(d);
+		return;
+	}
 	memset(&st, 0, sizeof st);
 	for (int i = 0; i < n; i++)
 		daily_invoice(d, pg, i, &st);
 	d->interest += n;
 	if (n == INTEREST_PAGE_N)
-		snprintf(d->after, sizeof d->after, "%s", PQgetvalue(pg, n - 1, 0));
+		snprintf(c->after, sizeof c->after, "%s", PQgetvalue(pg, n - 1, 0));
 	else
-		d->after[0] = '\0';
+		c->after[0] = '\0';
 	civil_format_date(d->day, day);
 	const char *p[] = {day,
 	                   sb_close(&st.inv),
 	                   sb_close(&st.month),
 	                   sb_close(&st.exact),
 	                   sb_close(&st.micro),
+	                   sb_close(&st.isnew),
 	                   sb_close(&st.cinv),
 	                   sb_close(&st.comp),
 	                   sb_close(&st.settled)};
 	struct db_batch *b = db_batch_new();
-	db_batch_add(
-	    b,
-	    "SELECT creditd_interest_store($1::date, $2::uuid[], $3::date[], $4::numeric[], "
-	    "$5::bigint[], $6::uuid[], $7::bigint[], $8::boolean[])",
-	    8, p);
+	db_batch_add(b,
+	             "SELECT creditd_interest_store_page($1::date, $2::uuid[], $3::date[], "
+	             "$4::numeric[], $5::bigint[], $6::boolean[], $7::uuid[], $8::bigint[], "
+	             "$9::boolean[])",
+	             9, p);
 	for (size_t k = 1; k < sizeof p / sizeof p[0]; k++)
 		free((char *)p[k]);
-	if (db_submit(d->app->db, b, daily_stored, d) != 0)
-		daily_end(d, "database unavailable");
+	if (db_submit(d->app->db, b, daily_page_stored, c) != 0)
+		daily_fail(d, "database unavailable");
 }
 
 static void
-daily_interest_page(struct daily_run *d)
+daily_interest_page(struct daily_chain *c)
 {
 	char day[CIVIL_DATE_LEN];
 
-	civil_format_date(d->day, day);
-	const char *p[] = {day, d->after[0] ? d->after : NULL};
+	civil_format_date(c->d->day, day);
+	const char *p[] = {day, c->after[0] ? c->after : NULL, c->upto[0] ? c->upto : NULL};
 	struct db_batch *b = db_batch_new();
 	db_batch_add(
-	    b, "SELECT * FROM creditd_interest_candidates($1::date, $2::uuid, " INTEREST_PAGE ")",
-	    2, p);
-	if (db_submit(d->app->db, b, daily_page_cb, d) != 0)
-		daily_end(d, "database unavailable");
+	    b,
+	    "SELECT * FROM creditd_interest_page($1::date, $2::uuid, $3::uuid, " INTEREST_PAGE ")",
+	    3, p);
+	if (db_submit(c->d->app->db, b, daily_page_cb, c) != 0)
+		daily_fail(c->d, "database unavailable");
 }
 
 static void
-daily_status_cb(const struct db_result *res, void *arg)
+daily_inactivity_cb(const struct db_result *res, void *arg)
 {
 	struct daily_run *d = arg;
 
@@ -252,10 +330,50 @@ daily_status_cb(const struct db_result *res, void *arg)
 		daily_end(d, db_result_error(res));
 		return;
 	}
-	d->overdue = (long)col_i64(db_result_get(res, 0), 0, 0);
-	d->inactive = (long)col_i64(db_result_get(res, 1), 0, 0);
-	d->reactivated = (long)col_i64(db_result_get(res, 2), 0, 0);
-	daily_interest_page(d);
+	d->inactive = (long)col_i64(db_result_get(res, 0), 0, 0);
+	d->reactivated = (long)col_i64(db_result_get(res, 1), 0, 0);
+	daily_end(d, NULL);
+}
+
+/* A part of the overdue step done; after the last (as before: an account
+ * suspended for both gets its overdue reason first): inactivity and
+ * reactivations. */
+static void
+daily_part_done(struct daily_run *d)
+{
+	char day[CIVIL_DATE_LEN], months[16];
+
+	if (--d->parts > 0)
+		return;
+	if (d->error != NULL) {
+		daily_end(d, d->error);
+		return;
+	}
+	civil_format_date(d->day, day);
+	snprintf(months, sizeof months, "%d", d->app->cfg->inactivity_months);
+	const char *q[] = {day, months, d->at};
+	struct db_batch *b = db_batch_new();
+	db_batch_add(
+	    b, "SELECT count(*) FROM creditd_daily_inactivity($1::date, $2::int, creditd_ts($3))",
+	    3, q);
+	db_batch_add(b, "SELECT count(*) FROM creditd_apply_due_reactivations(creditd_ts($1))", 1,
+	             q + 2);
+	if (db_submit(d->app->db, b, daily_inactivity_cb, d) != 0)
+		daily_end(d, "database unavailable");
+}
+
+static void
+daily_overdue_cb(const struct db_result *res, void *arg)
+{
+	struct daily_run *d = arg;
+
+	if (!db_result_ok(res)) {
+		if (d->error == NULL)
+			d->error = xstrdup(db_result_error(res));
+	} else {
+		d->overdue += (long)col_i64(db_result_get(res, 0), 0, 0);
+	}
+	daily_part_done(d);
 }
 
 static void
@@ -268,35 +386,93 @@ daily_int_list(const struct config_int_list *l, char *buf, size_t len)
 	snprintf(buf + off, len - off, "}");
 }
 
+/* The interest pages done: the overdue step's parts at the same time, each
+ * with the accounts' accrued interest. */
+static void
+daily_chain_done(struct daily_run *d)
+{
+	const struct config *cfg = d->app->cfg;
+	char day[CIVIL_DATE_LEN], rem[256], after[16], parts[16];
+
+	if (--d->pending > 0)
+		return;
+	if (d->error != NULL) {
+		daily_end(d, d->error);
+		return;
+	}
+	civil_format_date(d->day, day);
+	daily_int_list(&cfg->reminder_days, rem, sizeof rem);
+	snprintf(after, sizeof after, "%d", cfg->overdue_suspend_after_days);
+	snprintf(parts, sizeof parts, "%d", DAILY_PARTS);
+	sb_close(&d->accounts);
+	d->parts = DAILY_PARTS + 1; /* a guard while they start */
+	for (int k = 0; k < DAILY_PARTS; k++) {
+		char part[16];
+		snprintf(part, sizeof part, "%d", k);
+		const char *p[] = {day, rem, after, d->at, part, parts, d->accounts.s};
+		struct db_batch *b = db_batch_new();
+		db_batch_add(b,
+		             "SELECT count(*) FROM creditd_daily_overdue_part($1::date, $2::int[], "
+		             "$3::int, creditd_ts($4), $5::int, $6::int, $7::uuid[])",
+		             7, p);
+		if (db_submit(d->app->db, b, daily_overdue_cb, d) != 0) {
+			if (d->error == NULL)
+				d->error = xstrdup("database unavailable");
+			d->parts--;
+		}
+	}
+	daily_part_done(d); /* the guard */
+}
+
+/* The R6.6 re-check done (it sees the accruals before today's): the
+ * interest page sequences, at the same time. */
+static void
+daily_started_cb(const struct db_result *res, void *arg)
+{
+	struct daily_run *d = arg;
+	const PGresult *split;
+	const char *sp;
+
+	if (!db_result_ok(res)) {
+		daily_end(d, db_result_error(res));
+		return;
+	}
+	/* chain 0: ids up to the split; chain 1: after it (one chain for all
+	 * when there is no split) */
+	split = db_result_get(res, 1);
+	sp = PQntuples(split) > 0 && !PQgetisnull(split, 0, 0) ? PQgetvalue(split, 0, 0) : NULL;
+	d->pending = DAILY_CHAINS + 1; /* a guard while they start */
+	for (int k = 0; k < DAILY_CHAINS; k++) {
+		struct daily_chain *c = &d->chains[k];
+
+		c->d = d;
+		c->after[0] = c->upto[0] = '\0';
+		if (sp != NULL && k == 0)
+			snprintf(c->upto, sizeof c->upto, "%s", sp);
+		else if (sp != NULL && k == 1)
+			snprintf(c->after, sizeof c->after, "%s", sp);
+		if (k > 1 || (k == 1 && sp == NULL) || d->error != NULL)
+			daily_chain_done(d);
+		else
+			daily_interest_page(c);
+	}
+	daily_chain_done(d); /* the guard */
+}
+
 void
 daily_start(struct job_run *run)
 {
 	struct daily_run *d = xcalloc(1, sizeof *d);
-	const struct config *cfg;
-	char day[CIVIL_DATE_LEN], rem[256], after[16], months[16], at[24];
 
 	d->run = run;
 	d->app = job_run_app(run);
 	d->day = job_run_day(run);
-	cfg = d->app->cfg;
-	civil_format_date(d->day, day);
-	daily_int_list(&cfg->reminder_days, rem, sizeof rem);
-	snprintf(after, sizeof after, "%d", cfg->overdue_suspend_after_days);
-	snprintf(months, sizeof months, "%d", cfg->inactivity_months);
-	usec_param(clock_now(), at);
-	const char *p[] = {day, rem, after, at, months};
-	const char *q[] = {day, months, at};
+	usec_param(clock_now(), d->at);
+	const char *p[] = {d->at};
 	struct db_batch *b = db_batch_new();
-	db_batch_add(b,
-	             "SELECT count(*) FROM creditd_daily_overdue($1::date, $2::int[], $3::int, "
-	             "creditd_ts($4))",
-	             4, p);
-	db_batch_add(
-	    b, "SELECT count(*) FROM creditd_daily_inactivity($1::date, $2::int, creditd_ts($3))",
-	    3, q);
-	db_batch_add(b, "SELECT count(*) FROM creditd_apply_due_reactivations(creditd_ts($1))", 1,
-	             q + 2);
-	if (db_submit(d->app->db, b, daily_status_cb, d) != 0)
+	db_batch_add(b, "SELECT creditd_daily_reevaluate(creditd_ts($1))", 1, p);
+	db_batch_add(b, "SELECT creditd_interest_split()", 0, NULL);
+	if (db_submit(d->app->db, b, daily_started_cb, d) != 0)
 		daily_end(d, "database unavailable");
 }
 

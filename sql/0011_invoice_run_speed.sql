@@ -88,14 +88,6 @@ $$;
 DROP TRIGGER invoices_terminated_due ON invoices;
 DROP FUNCTION creditd_invoice_terminated_due();
 
--- Invoices and their monthly accruals are updated in place every day and
--- by the invoice run, accounts by every ingest batch, payment and run:
--- leave room in each page so that those updates stay on the page (HOT: no
--- index entries written).
-ALTER TABLE invoices SET (fillfactor = 75);
-ALTER TABLE interest_accruals SET (fillfactor = 75);
-ALTER TABLE accounts SET (fillfactor = 80);
-
 -- Where the run for a period has got to: chunks take the accounts in id
 -- order, each after the last account the previous chunk looked at, so that a
 -- chunk reads about as much as it bills and the run is linear in accounts.
