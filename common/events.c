@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "civil.h"
+#include "jsonscan.h"
 #include "money.h"
 #include "utf8.h"
 #include "xmalloc.h"
@@ -266,35 +267,6 @@ struct fast_field {
 static const char *const fast_keys[] = {"id",      "account",     "amount",   "occurred_at",
                                         "service", "destination", "quantity", NULL};
 
-static const char *
-fast_ws(const char *p, const char *end)
-{
-	while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
-		p++;
-	return p;
-}
-
-/* "..." of printable ASCII without escapes; *pp after the closing quote. */
-static bool
-fast_string(const char **pp, const char *end, const char **s, size_t *len)
-{
-	const char *p = *pp;
-
-	if (p == end || *p != '"')
-		return false;
-	*s = ++p;
-	while (p < end && *p != '"') {
-		if (*p < 0x20 || *p > 0x7e || *p == '\\')
-			return false;
-		p++;
-	}
-	if (p == end)
-		return false;
-	*len = (size_t)(p - *s);
-	*pp = p + 1;
-	return true;
-}
-
 /* One event object at *pp into e; false: not of the fast shape. */
 static bool
 fast_event(const char **pp, const char *end, const struct events_window *w, struct event_in *e)
@@ -307,14 +279,14 @@ fast_event(const char **pp, const char *end, const struct events_window *w, stru
 
 	if (p == end || *p++ != '{')
 		return false;
-	p = fast_ws(p, end);
+	p = jsonscan_ws(p, end);
 	if (p < end && *p == '}')
 		return false;
 	for (;;) {
 		const char *k, *key = NULL;
 		size_t klen;
 
-		if (!fast_string(&p, end, &k, &klen))
+		if (!jsonscan_plain_string(&p, end, &k, &klen))
 			return false;
 		for (int j = 0; fast_keys[j]; j++)
 			if (strlen(fast_keys[j]) == klen && memcmp(fast_keys[j], k, klen) == 0)
@@ -326,15 +298,15 @@ fast_event(const char **pp, const char *end, const struct events_window *w, stru
 				return false; /* duplicate key: invalid JSON for jansson */
 		if (key == fast_keys[0] && id != NULL)
 			return false;
-		p = fast_ws(p, end);
+		p = jsonscan_ws(p, end);
 		if (p == end || *p++ != ':')
 			return false;
-		p = fast_ws(p, end);
+		p = jsonscan_ws(p, end);
 		if (p == end)
 			return false;
 		f[nf].key = key;
 		if (*p == '"') {
-			if (!fast_string(&p, end, &f[nf].v, &f[nf].len) ||
+			if (!jsonscan_plain_string(&p, end, &f[nf].v, &f[nf].len) ||
 			    f[nf].len > EVENTS_FAST_VALUE_MAX || key == fast_keys[6])
 				return false;
 			f[nf].kind = FAST_STRING;
@@ -363,9 +335,9 @@ fast_event(const char **pp, const char *end, const struct events_window *w, stru
 			id_len = f[nf].len;
 		}
 		nf++;
-		p = fast_ws(p, end);
+		p = jsonscan_ws(p, end);
 		if (p < end && *p == ',') {
-			p = fast_ws(p + 1, end);
+			p = jsonscan_ws(p + 1, end);
 			continue;
 		}
 		if (p < end && *p == '}')
@@ -413,22 +385,23 @@ events_parse_fast(const char *body, size_t len, size_t max_events, const struct 
 
 	out->ev = NULL;
 	out->n = 0;
-	p = fast_ws(p, end);
+	p = jsonscan_ws(p, end);
 	if (p < end && *p == '{') {
 		const char *k;
 		size_t klen;
-		p = fast_ws(p + 1, end);
-		if (!fast_string(&p, end, &k, &klen) || klen != 6 || memcmp(k, "events", 6) != 0)
+		p = jsonscan_ws(p + 1, end);
+		if (!jsonscan_plain_string(&p, end, &k, &klen) || klen != 6 ||
+		    memcmp(k, "events", 6) != 0)
 			return EVENTS_FAST_NO;
-		p = fast_ws(p, end);
+		p = jsonscan_ws(p, end);
 		if (p == end || *p++ != ':')
 			return EVENTS_FAST_NO;
-		p = fast_ws(p, end);
+		p = jsonscan_ws(p, end);
 		wrapped = true;
 	}
 	if (p == end || *p++ != '[')
 		return EVENTS_FAST_NO;
-	p = fast_ws(p, end);
+	p = jsonscan_ws(p, end);
 	for (;;) {
 		if (out->n == max_events)
 			goto no;
@@ -438,20 +411,20 @@ events_parse_fast(const char *body, size_t len, size_t max_events, const struct 
 			goto no;
 		}
 		out->n++;
-		p = fast_ws(p, end);
+		p = jsonscan_ws(p, end);
 		if (p < end && *p == ',') {
-			p = fast_ws(p + 1, end);
+			p = jsonscan_ws(p + 1, end);
 			continue;
 		}
 		if (p < end && *p == ']')
 			break;
 		goto no;
 	}
-	p = fast_ws(p + 1, end);
+	p = jsonscan_ws(p + 1, end);
 	if (wrapped) {
 		if (p == end || *p++ != '}')
 			goto no;
-		p = fast_ws(p, end);
+		p = jsonscan_ws(p, end);
 	}
 	if (p != end)
 		goto no;

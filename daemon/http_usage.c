@@ -14,6 +14,7 @@
 #include "events.h"
 #include "http_util.h"
 #include "jsonfield.h"
+#include "jsonscan.h"
 #include "limit_rules.h"
 #include "money.h"
 #include "tz.h"
@@ -105,36 +106,6 @@ http_usage_events(struct http_req *r)
 
 #define AUTHORIZE_MAX_REF 140 /* the "account" string's limit, in bytes */
 
-static const char *
-authorize_ws(const char *p, const char *end)
-{
-	while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
-		p++;
-	return p;
-}
-
-/* A JSON string of printable ASCII without escapes: what the string decodes
- * to is its text. */
-static bool
-authorize_str(const char **pp, const char *end, const char **s, size_t *len)
-{
-	const char *p = *pp;
-
-	if (p == end || *p != '"')
-		return false;
-	*s = ++p;
-	while (p < end && *p != '"') {
-		if (*p < 0x20 || *p > 0x7e || *p == '\\')
-			return false;
-		p++;
-	}
-	if (p == end)
-		return false;
-	*len = (size_t)(p - *s);
-	*pp = p + 1;
-	return true;
-}
-
 /* The usual body, {"account": "...", "amount": "..."} (either order, JSON
  * whitespace anywhere between tokens, each key once), read without building
  * a jansson tree. Taken only when the values are printable ASCII without
@@ -148,21 +119,21 @@ authorize_parse_fast(const char *b, size_t len, char ref[AUTHORIZE_MAX_REF + 1],
 	const char *p = b, *end = b + len, *acc = NULL, *amt = NULL;
 	size_t acc_len = 0, amt_len = 0;
 
-	p = authorize_ws(p, end);
+	p = jsonscan_ws(p, end);
 	if (p == end || *p++ != '{')
 		return false;
 	for (int i = 0; i < 2; i++) {
 		const char *key, *val;
 		size_t klen, vlen;
 
-		p = authorize_ws(p, end);
-		if (!authorize_str(&p, end, &key, &klen))
+		p = jsonscan_ws(p, end);
+		if (!jsonscan_plain_string(&p, end, &key, &klen))
 			return false;
-		p = authorize_ws(p, end);
+		p = jsonscan_ws(p, end);
 		if (p == end || *p++ != ':')
 			return false;
-		p = authorize_ws(p, end);
-		if (!authorize_str(&p, end, &val, &vlen))
+		p = jsonscan_ws(p, end);
+		if (!jsonscan_plain_string(&p, end, &val, &vlen))
 			return false;
 		if (klen == 7 && memcmp(key, "account", 7) == 0 && acc == NULL) {
 			acc = val;
@@ -173,11 +144,11 @@ authorize_parse_fast(const char *b, size_t len, char ref[AUTHORIZE_MAX_REF + 1],
 		} else {
 			return false;
 		}
-		p = authorize_ws(p, end);
+		p = jsonscan_ws(p, end);
 		if (p == end || *p++ != (i == 0 ? ',' : '}'))
 			return false;
 	}
-	if (authorize_ws(p, end) != end)
+	if (jsonscan_ws(p, end) != end)
 		return false;
 	if (acc_len == 0 || acc_len > AUTHORIZE_MAX_REF)
 		return false;
