@@ -27,7 +27,7 @@ struct cluster {
 	bool flush_armed;
 	bool leader;
 	bool trying;
-	bool decided; /* the first lock attempt answered */
+	bool decided;          /* the first lock attempt answered */
 	int leader_generation; /* connection 0's generation when the lock was taken */
 	char **pending;        /* account ids to refresh */
 	size_t npending, cap;

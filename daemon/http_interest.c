@@ -64,16 +64,19 @@ interest_get_cb(const struct db_result *res, void *arg)
 	if (as_of > due) {
 		if (interest_calc(http_req_app(r), pg, 0, due + 1, as_of, &ir) != 0) {
 			json_decref(periods);
-			http_reply_error(r, 500, "internal", "interest could not be computed", NULL);
+			http_reply_error(r, 500, "internal", "interest could not be computed",
+			                 NULL);
 			return;
 		}
 		for (size_t i = 0; i < ir.nperiods; i++) {
 			const struct interest_period *p = &ir.periods[i];
-			json_array_append_new(periods,
+			json_array_append_new(
+			    periods,
 			    json_pack("{s:o, s:o, s:i, s:o, s:s, s:s, s:o}", "from", j_day(p->from),
-			              "to", j_day(p->to), "days", p->days, "balance", j_money(p->balance),
-			              "rate", rate_format(p->rate, buf), "rate_source",
-			              interest_source_name(p->source), "amount", j_money(p->amount)));
+			              "to", j_day(p->to), "days", p->days, "balance",
+			              j_money(p->balance), "rate", rate_format(p->rate, buf),
+			              "rate_source", interest_source_name(p->source), "amount",
+			              j_money(p->amount)));
 		}
 		if (interest_round_micro(ir.total, &total) != 0)
 			total = 0;
@@ -158,7 +161,8 @@ http_interest_reactivation(struct http_req *r)
 	body = len ? http_req_json_object(r) : NULL;
 	if (len && body == NULL)
 		return;
-	if (body && (jf_only(body, allowed, &e) < 0 || jf_bool(body, "override", false, &override, &e) < 0 ||
+	if (body && (jf_only(body, allowed, &e) < 0 ||
+	             jf_bool(body, "override", false, &override, &e) < 0 ||
 	             jf_string(body, "note", false, 1000, &note, &e) < 0)) {
 		http_reply_validation(r, &e);
 		return;
@@ -174,14 +178,15 @@ http_interest_reactivation(struct http_req *r)
 	uuid_unparse_lower(u, rid);
 	usec_param(eff, effs);
 	usec_param(now, nows);
-	const char *p[] = {rid, acc_id, acc_ext, effs, override ? "t" : "f", note, nows,
-	                   http_req_actor(r), http_req_id(r)};
+	const char *p[] = {rid,  acc_id, acc_ext,           effs,          override ? "t" : "f",
+	                   note, nows,   http_req_actor(r), http_req_id(r)};
 	struct db_batch *b = db_batch_new();
-	db_batch_add(b,
-	             "SELECT $1::uuid AS id, creditd_us(effective_at) AS effective_us, applied FROM "
-	             "creditd_reactivation_request($1::uuid, $2::uuid, $3, creditd_ts($4), $5, $6, "
-	             "creditd_ts($7), $8, $9)",
-	             9, p);
+	db_batch_add(
+	    b,
+	    "SELECT $1::uuid AS id, creditd_us(effective_at) AS effective_us, applied FROM "
+	    "creditd_reactivation_request($1::uuid, $2::uuid, $3, creditd_ts($4), $5, $6, "
+	    "creditd_ts($7), $8, $9)",
+	    9, p);
 	db_batch_add(b, "SELECT * FROM account_view WHERE id = $1::uuid OR external_ref = $2", 2,
 	             p + 1);
 	http_submit(r, b, reactivation_cb);

@@ -267,12 +267,13 @@ job_run_finish(struct job_run *run)
 		const char *q[] = {period, now, n};
 		/* the period's invoices, including those of an earlier run that died
 		 * half-way (its chunks committed) */
-		db_batch_add(b,
-		             "INSERT INTO invoice_runs (period, invoiced_at, invoices) VALUES ($1::date, "
-		             "creditd_ts($2), (SELECT count(*) FROM invoices WHERE period = $1::date "
-		             "AND kind = 'monthly')) ON CONFLICT (period) DO UPDATE SET invoices = "
-		             "excluded.invoices",
-		             2, q);
+		db_batch_add(
+		    b,
+		    "INSERT INTO invoice_runs (period, invoiced_at, invoices) VALUES ($1::date, "
+		    "creditd_ts($2), (SELECT count(*) FROM invoices WHERE period = $1::date "
+		    "AND kind = 'monthly')) ON CONFLICT (period) DO UPDATE SET invoices = "
+		    "excluded.invoices",
+		    2, q);
 		log_info("invoice run %s: period %.7s, %d invoices", run->id, period,
 		         run->invoices);
 	}
@@ -298,7 +299,7 @@ job_run_chunk_done(const struct db_result *res, void *arg)
 	}
 	n = atoi(PQgetvalue(db_result_get(res, 0), 0, 0));
 	if (n > 0)
-		run->invoices += n; /* -1: that chunk was billed meanwhile */
+		run->invoices += n; /* -1: nothing to bill in that chunk */
 	if (n == 0)
 		job_run_finish(run);
 	else
