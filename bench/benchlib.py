@@ -41,6 +41,23 @@ DURABLE_PG = {
     "max_connections": "100",
 }
 
+
+
+def env_pg_settings() -> dict[str, str]:
+    """CREDITD_BENCH_PG="name=value,name=value": cluster settings on top of
+    DURABLE_PG, e.g. to compare shared_buffers sizes."""
+    out = {}
+    for pair in filter(None, os.environ.get("CREDITD_BENCH_PG", "").split(",")):
+        name, _, value = pair.partition("=")
+        out[name.strip()] = value.strip()
+    return out
+
+
+def effective_pg() -> dict[str, str]:
+    """The cluster settings a Bench uses (without per-bench extras)."""
+    return {**DURABLE_PG, **env_pg_settings()}
+
+
 # Account i (1-based) of a benchmark has this id and external_ref 'b<i>'.
 ACCOUNT_ID_FMT = "b0000000-0000-4000-8000-{:012d}"
 ACCOUNT_ID_SQL = "('b0000000-0000-4000-8000-' || lpad(({n})::text, 12, '0'))::uuid"
@@ -128,7 +145,8 @@ class Bench:
         business time); month/created_at: see insert_accounts_sql;
         pg_settings: more cluster settings (e.g. PROFILE_PG)."""
         self.binary = daemon_binary()
-        self.cluster = harness.PgCluster(settings={**DURABLE_PG, **(pg_settings or {})})
+        self.cluster = harness.PgCluster(settings={**DURABLE_PG, **env_pg_settings(),
+                                                   **(pg_settings or {})})
         self.daemon: harness.Daemon | None = None
         try:
             self.cluster.start()
