@@ -14,7 +14,11 @@
  * daemon. Prints one JSON object on stdout.
  *
  * usage: loadgen -p PORT -r RATE -c CONNS -d SECONDS [-w WARMUP_SECONDS]
- *                [-a ACCOUNTS] [-t TOKEN] [-H HOST] [-s SEED]
+ *                [-a ACCOUNTS] [-t TOKEN] [-H HOST] [-s SEED] [-T TRACEFILE]
+ *
+ * -T writes each recorded request slower than 1 ms, and each send more than
+ * 200 us late, with its CLOCK_MONOTONIC times (to match `perf record -k
+ * CLOCK_MONOTONIC` timelines).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -44,6 +48,7 @@ struct conn {
 	char rbuf[RBUF];
 	char req[512];
 	size_t reqlen, reqoff;
+	int64_t sent_at; /* when the request in flight was written */
 };
 
 struct vec {
@@ -64,7 +69,32 @@ static struct {
 	uint64_t rec_done; /* answered among the recorded (due after the warm-up) */
 } st;
 
+/* -T FILE: requests that took longer than 1 ms and sends more than 200 us
+ * late (CLOCK_MONOTONIC ns), for matching with perf's timeline */
+struct slow {
+	int64_t due, sent, done;
+	int conn;
+};
+static struct slow *slows;
+static size_t nslow, capslow;
+static const char *trace_path;
+
+static void
+slow_push(int64_t due, int64_t sent, int64_t done, int conn)
+{
+	if (trace_path == NULL)
+		return;
+	if (nslow == capslow) {
+		capslow = capslow ? capslow * 2 : 4096;
+		slows = realloc(slows, capslow * sizeof *slows);
+		if (slows == NULL)
+			exit(2);
+	}
+	slows[nslow++] = (struct slow){due, sent, done, conn};
+}
+
 static int epfd;
+static struct conn *cbase;
 static int64_t t_rec; /* requests due from here on are recorded */
 static struct vec lat, lag;
 
@@ -217,8 +247,12 @@ conn_send(struct conn *c, int64_t now, int64_t interval)
 	c->busy = 1;
 	st.sent++;
 	/* how late this program itself was (the connection was free before due) */
-	if (c->due >= t_rec && c->idle_at <= c->due)
+	if (c->due >= t_rec && c->idle_at <= c->due) {
 		vec_push(&lag, now - c->due);
+		if (now - c->due > 200000)
+			slow_push(c->due, now, -1, (int)(c - cbase));
+	}
+	c->sent_at = now;
 	conn_write(c, now, interval);
 }
 
@@ -262,6 +296,8 @@ conn_parse(struct conn *c, int64_t now, int64_t interval)
 			st.not_allowed++;
 		if (c->due >= t_rec) {
 			vec_push(&lat, now - c->due);
+			if (now - c->due > 1000000)
+				slow_push(c->due, c->sent_at, now, (int)(c - cbase));
 			st.rec_done++;
 		}
 		c->busy = 0;
@@ -276,7 +312,7 @@ static void
 usage(void)
 {
 	fprintf(stderr, "usage: loadgen -p PORT -r RATE -c CONNS -d SECONDS [-w WARMUP] "
-	                "[-a ACCOUNTS] [-t TOKEN] [-H HOST] [-s SEED]\n");
+	                "[-a ACCOUNTS] [-t TOKEN] [-H HOST] [-s SEED] [-T TRACEFILE]\n");
 	exit(2);
 }
 
@@ -290,7 +326,7 @@ main(int argc, char **argv)
 	double mean = 0;
 	int ch;
 
-	while ((ch = getopt(argc, argv, "p:r:c:d:w:a:t:H:s:")) != -1) {
+	while ((ch = getopt(argc, argv, "p:r:c:d:w:a:t:H:s:T:")) != -1) {
 		switch (ch) {
 		case 'p':
 			opt.port = atoi(optarg);
@@ -316,6 +352,9 @@ main(int argc, char **argv)
 		case 'H':
 			opt.host = optarg;
 			break;
+		case 'T':
+			trace_path = optarg;
+			break;
 		case 's':
 			opt.seed = strtoull(optarg, NULL, 10) | 1;
 			break;
@@ -333,6 +372,7 @@ main(int argc, char **argv)
 	cs = calloc((size_t)opt.conns, sizeof *cs);
 	if (cs == NULL)
 		die("calloc");
+	cbase = cs;
 	for (int i = 0; i < opt.conns; i++)
 		conn_open(&cs[i]);
 	interval = (int64_t)(1e9 * opt.conns / opt.rate);
@@ -422,6 +462,17 @@ main(int argc, char **argv)
 	       lag.n ? lag.v[lag.n - 1] / 1000.0 : 0.0,
 	       (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
 	           ru.ru_stime.tv_usec / 1e6);
+	if (trace_path != NULL) {
+		FILE *f = fopen(trace_path, "w");
+		if (f == NULL)
+			die(trace_path);
+		fprintf(f, "# due_ns sent_ns done_ns(-1: a late send) conn\n");
+		for (size_t i = 0; i < nslow; i++)
+			fprintf(f, "%lld %lld %lld %d\n", (long long)slows[i].due,
+			        (long long)slows[i].sent, (long long)slows[i].done, slows[i].conn);
+		fclose(f);
+	}
+	free(slows);
 	free(lat.v);
 	free(lag.v);
 	for (int i = 0; i < opt.conns; i++)

@@ -3,6 +3,9 @@
 
 #include <errno.h>
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
+/* struct bufferevent's ev_write, for http_write_now (libevent 2.1) */
+#include <event2/bufferevent_struct.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/http_struct.h>
@@ -291,6 +294,29 @@ http_add_date(struct http_server *s, const struct evhttp_request *req, struct ev
 	evhttp_add_header(h, "Date", s->date);
 }
 
+/* Write a reply evhttp has just queued now, in this turn of the loop,
+ * instead of when epoll next reports the socket writable. evhttp's socket
+ * bufferevent only arms its write event when a reply is queued; the write
+ * then costs an epoll_ctl to add EPOLLOUT, a loop turn, and another
+ * epoll_ctl to remove it again (2 of the 5.5 system calls of an authorize
+ * request). Running the write event's own callback now (exactly what
+ * libevent runs when epoll reports the socket writable: it writes what the
+ * socket takes, keeps the event armed for the rest, and tells evhttp when
+ * the reply is out) leaves the event set unchanged across the loop turn,
+ * so the change list makes no epoll_ctl at all. Only when the write event
+ * is armed with data to write, i.e. when epoll would have run the same
+ * callback. */
+static void
+http_write_now(struct evhttp_connection *evcon)
+{
+	struct bufferevent *bev = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
+
+	if (bev == NULL || evbuffer_get_length(bufferevent_get_output(bev)) == 0 ||
+	    !event_pending(&bev->ev_write, EV_WRITE, NULL))
+		return;
+	event_active(&bev->ev_write, EV_WRITE, 1);
+}
+
 /* Send the reply whose body is already in http_out(r), and free r. */
 static void
 http_send(struct http_req *r, int status)
@@ -308,11 +334,13 @@ http_send(struct http_req *r, int status)
 		}
 	} else {
 		struct evkeyvalq *h = evhttp_request_get_output_headers(r->req);
+		struct evhttp_connection *evcon = evhttp_request_get_connection(r->req);
 		evhttp_add_header(h, "X-Request-Id", r->rid);
 		if (r->srv->app->draining)
 			evhttp_add_header(h, "Connection", "close");
 		http_add_date(r->srv, r->req, h);
 		evhttp_send_reply(r->req, status, NULL, NULL);
+		http_write_now(evcon);
 	}
 	if (log_enabled(LOG_LEVEL_DEBUG))
 		log_req(LOG_LEVEL_DEBUG, r->rid, "%s -> %d in %" PRId64 " us",
