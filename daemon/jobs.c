@@ -25,6 +25,11 @@
 #include "xmalloc.h"
 
 #define INVOICE_CHUNK "1000"
+/* The run's lanes: each a share of the accounts (creditd_invoice_chunk_lane),
+ * its chunks one after the other, the lanes at the same time (on connections
+ * of their own as db_submit spreads them); then the sweep (lane -1) bills
+ * what arrived behind them meanwhile. */
+#define INVOICE_LANES 2
 #define RUN_KEY "invoice_run"
 #define RETRY_MIN_USEC INT64_C(60000000)   /* 1 min */
 #define RETRY_MAX_USEC INT64_C(3600000000) /* 1 h */
@@ -38,6 +43,14 @@ struct job_waiter {
 	struct job_waiter *next;
 };
 
+struct job_run;
+
+/* A lane of an invoicing run (-1: the sweep). */
+struct job_lane {
+	struct job_run *run;
+	int lane;
+};
+
 struct job_run {
 	struct jobs *j;
 	bool daily;     /* kind: daily job, else invoicing */
@@ -46,6 +59,11 @@ struct job_run {
 	int32_t period; /* invoicing: first day of the billed month; daily: the date */
 	int32_t issue;  /* issue date (billing zone) */
 	int invoices;
+	struct job_lane lanes[INVOICE_LANES];
+	struct job_lane sweep;
+	int lanes_running; /* lanes not finished yet (+1 while they start) */
+	bool swept;        /* the sweep has started */
+	bool unrecorded;   /* a lane could not submit: the outcome cannot be recorded */
 	struct job_waiter *waiters;
 	struct sched *sched; /* set when the scheduler started it */
 	char *error;
@@ -283,46 +301,90 @@ job_run_finish(struct job_run *run)
 		job_run_end(run, run->error == NULL);
 }
 
-static void job_run_chunk(struct job_run *run);
+static void job_run_chunk(struct job_lane *l);
+
+/* A lane is done (through, failed or stopped); after the last, the sweep,
+ * then the end of the run. */
+static void
+job_lane_end(struct job_run *run)
+{
+	if (--run->lanes_running > 0)
+		return;
+	if (!run->swept && run->error == NULL) {
+		run->swept = true;
+		run->lanes_running = 1;
+		run->sweep.run = run;
+		run->sweep.lane = -1;
+		job_run_chunk(&run->sweep);
+		return;
+	}
+	if (run->unrecorded)
+		job_run_end(run, false); /* cannot record it either */
+	else
+		job_run_finish(run);
+}
 
 static void
 job_run_chunk_done(const struct db_result *res, void *arg)
 {
-	struct job_run *run = arg;
+	struct job_lane *l = arg;
+	struct job_run *run = l->run;
 	int n;
 
 	if (!db_result_ok(res)) {
-		run->error = xstrdup(db_result_error(res));
-		log_warnx("invoice run %s failed: %s", run->id, run->error);
-		job_run_finish(run);
+		if (run->error == NULL) {
+			run->error = xstrdup(db_result_error(res));
+			log_warnx("invoice run %s failed: %s", run->id, run->error);
+		}
+		job_lane_end(run);
 		return;
 	}
 	n = atoi(PQgetvalue(db_result_get(res, 0), 0, 0));
 	if (n > 0)
-		run->invoices += n; /* -1: nothing to bill in that chunk */
-	if (n == 0)
-		job_run_finish(run);
+		run->invoices += n;       /* -1: nothing to bill in that chunk */
+	if (n == 0 || run->error != NULL) /* done, or another lane failed */
+		job_lane_end(run);
 	else
-		job_run_chunk(run);
+		job_run_chunk(l);
 }
 
 static void
-job_run_chunk(struct job_run *run)
+job_run_chunk(struct job_lane *l)
 {
-	char period[CIVIL_DATE_LEN], issue[CIVIL_DATE_LEN], now[24];
+	struct job_run *run = l->run;
+	char period[CIVIL_DATE_LEN], issue[CIVIL_DATE_LEN], now[24], lane[16], lanes[16];
 	struct db_batch *b = db_batch_new();
 
 	civil_format_date(run->period, period);
 	civil_format_date(run->issue, issue);
 	usec_param(clock_now(), now);
-	const char *p[] = {period, issue, run->j->app->cfg->invoice_prefix, INVOICE_CHUNK, now};
-	db_batch_add(
-	    b, "SELECT creditd_invoice_chunk($1::date, $2::date, $3, $4::int, creditd_ts($5))", 5,
-	    p);
-	if (db_submit(run->j->app->db, b, job_run_chunk_done, run) != 0) {
-		run->error = xstrdup("database unavailable");
-		job_run_end(run, false); /* cannot record it either */
+	snprintf(lane, sizeof lane, "%d", l->lane);
+	snprintf(lanes, sizeof lanes, "%d", INVOICE_LANES);
+	const char *p[] = {period, issue, run->j->app->cfg->invoice_prefix, INVOICE_CHUNK, now,
+	                   lane,   lanes};
+	db_batch_add(b,
+	             "SELECT creditd_invoice_chunk_lane($1::date, $2::date, $3, $4::int, "
+	             "creditd_ts($5), $6::int, $7::int)",
+	             7, p);
+	if (db_submit(run->j->app->db, b, job_run_chunk_done, l) != 0) {
+		if (run->error == NULL)
+			run->error = xstrdup("database unavailable");
+		run->unrecorded = true;
+		job_lane_end(run);
 	}
+}
+
+/* The lanes at the same time (db_submit spreads them over the pool). */
+static void
+job_run_lanes(struct job_run *run)
+{
+	run->lanes_running = INVOICE_LANES + 1; /* a guard while they start */
+	for (int k = 0; k < INVOICE_LANES; k++) {
+		run->lanes[k].run = run;
+		run->lanes[k].lane = k;
+		job_run_chunk(&run->lanes[k]);
+	}
+	job_lane_end(run); /* the guard */
 }
 
 static void
@@ -345,7 +407,7 @@ job_run_created(const struct db_result *res, void *arg)
 	if (run->daily)
 		daily_start(run);
 	else
-		job_run_chunk(run);
+		job_run_lanes(run);
 }
 
 struct app *

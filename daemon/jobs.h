@@ -1,7 +1,10 @@
 /* jobs.h: the invoicing job (R5.1) and its schedule.
  *
  * A run invoices a period in chunks of accounts, each chunk one transaction
- * (creditd_invoice_chunk), until no account is left; a crash mid-run loses
+ * (creditd_invoice_chunk_lane), until no account is left; the accounts are
+ * split into lanes that run at the same time, each on a connection of the
+ * pool (invoice numbers stay gap-free: a chunk reserves them last, and the
+ * lanes' chunks take turns for the series); a crash mid-run loses
  * at most the chunk in flight and the next run resumes without duplicates
  * (one monthly invoice per account and period is a unique key). Runs are
  * recorded in `jobs`; completed periods in `invoice_runs`. */
