@@ -335,9 +335,37 @@ lane_work(const struct lane *l)
 	return l->open.n + (l->inflight ? l->inflight->n : 0);
 }
 
-/* The lane for one more event of acct. */
+/* The lane with the least work. */
 static int
-batcher_lane_take(struct batcher *b, const void *acct)
+batcher_idlest(const struct batcher *b)
+{
+	int best = 0;
+
+	for (int k = 1; k < BATCHER_LANES; k++)
+		if (lane_work(&b->lanes[k]) < lane_work(&b->lanes[best]))
+			best = k;
+	return best;
+}
+
+/* The lane of acct while it has events queued or in flight, else -1. */
+static int
+batcher_lane_of(const struct batcher *b, const void *acct)
+{
+	const struct lane_map *m = &b->map;
+
+	if (m->n == 0)
+		return -1;
+	for (size_t i = lane_map_hash(acct) & (m->cap - 1); m->tab[i].acct != NULL;
+	     i = (i + 1) & (m->cap - 1))
+		if (m->tab[i].acct == acct)
+			return m->tab[i].lane;
+	return -1;
+}
+
+/* The lane for one more event of acct: its lane while it has events queued
+ * or in flight, else `lane` (-1: the lane with the least work). */
+static int
+batcher_lane_take(struct batcher *b, const void *acct, int lane)
 {
 	struct lane_map *m = &b->map;
 	struct lane_slot *sl;
@@ -346,17 +374,42 @@ batcher_lane_take(struct batcher *b, const void *acct)
 		lane_map_grow(m);
 	sl = lane_map_slot(m, acct);
 	if (sl->acct == NULL) {
-		int best = 0;
-		for (int k = 1; k < BATCHER_LANES; k++)
-			if (lane_work(&b->lanes[k]) < lane_work(&b->lanes[best]))
-				best = k;
 		sl->acct = acct;
-		sl->lane = (uint8_t)best;
+		sl->lane = (uint8_t)(lane >= 0 ? lane : batcher_idlest(b));
 		sl->pending = 0;
 		m->n++;
 	}
 	sl->pending++;
 	return sl->lane;
+}
+
+/* The one lane for all of the job's events, or -1 (split by account): a job
+ * in one lane is answered after one commit instead of after the commits of
+ * both lanes. Possible when none of its accounts has events queued or in
+ * flight in another lane (an account stays in its lane); the lane is the
+ * one its accounts are in, else the one with the least work, unless that
+ * would leave it with far more work than another lane (a hot account's lane
+ * would otherwise take every job that has an event of it). */
+static int
+batcher_job_lane(const struct batcher *b, const struct ingest_job *job, size_t valid)
+{
+	int lane = -1;
+
+	for (size_t i = 0; i < job->evs.n; i++) {
+		if (job->status[i] != NULL)
+			continue;
+		int k = batcher_lane_of(b, job->acct[i]);
+		if (k >= 0 && lane >= 0 && k != lane)
+			return -1;
+		if (k >= 0)
+			lane = k;
+	}
+	if (lane < 0)
+		return batcher_idlest(b);
+	for (int k = 0; k < BATCHER_LANES; k++)
+		if (lane_work(&b->lanes[lane]) > lane_work(&b->lanes[k]) + valid)
+			return -1;
+	return lane;
 }
 
 /* One event of acct is answered. */
@@ -395,9 +448,11 @@ batcher_submit(struct batcher *b, struct ingest_job *job)
 	if (batcher_queued(b) + valid > (size_t)cfg->batch_queue_events)
 		return -1;
 	job->pending = valid;
+	int lane = batcher_job_lane(b, job, valid);
 	for (size_t i = 0; i < job->evs.n; i++) {
 		if (job->status[i] == NULL)
-			batch_push(&b->lanes[batcher_lane_take(b, job->acct[i])].open, job, i);
+			batch_push(&b->lanes[batcher_lane_take(b, job->acct[i], lane)].open, job,
+			           i);
 	}
 	/* the job may be answered (and freed) by a flush below: not used after */
 	for (int k = 0; k < BATCHER_LANES; k++) {
