@@ -112,7 +112,9 @@ CREATE FUNCTION creditd_account_refs_restrict() RETURNS trigger LANGUAGE plpgsql
 DECLARE
     t text;
 BEGIN
-    IF EXISTS (SELECT 1 FROM invoices i WHERE i.account_id = OLD.id) THEN
+    IF EXISTS (SELECT 1 FROM events e WHERE e.account_id = OLD.id) THEN
+        t := 'events';   -- its foreign key becomes these triggers in 0015
+    ELSIF EXISTS (SELECT 1 FROM invoices i WHERE i.account_id = OLD.id) THEN
         t := 'invoices';
     ELSIF EXISTS (SELECT 1 FROM invoiced_periods p WHERE p.account_id = OLD.id) THEN
         t := 'invoiced_periods';

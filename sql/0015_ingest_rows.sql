@@ -19,28 +19,5 @@ CREATE TRIGGER events_account_ref AFTER INSERT ON events
 CREATE TRIGGER events_account_ref_upd AFTER UPDATE ON events
     FOR EACH ROW WHEN (OLD.account_id IS DISTINCT FROM NEW.account_id)
     EXECUTE FUNCTION creditd_account_ref_check();
-
--- an account with events can neither be deleted nor change its id (0014's
--- accounts_refs_delete / accounts_refs_rekey triggers run this)
-CREATE OR REPLACE FUNCTION creditd_account_refs_restrict() RETURNS trigger LANGUAGE plpgsql AS $$
-DECLARE
-    t text;
-BEGIN
-    IF EXISTS (SELECT 1 FROM events e WHERE e.account_id = OLD.id) THEN
-        t := 'events';
-    ELSIF EXISTS (SELECT 1 FROM invoices i WHERE i.account_id = OLD.id) THEN
-        t := 'invoices';
-    ELSIF EXISTS (SELECT 1 FROM invoiced_periods p WHERE p.account_id = OLD.id) THEN
-        t := 'invoiced_periods';
-    ELSIF EXISTS (SELECT 1 FROM notifications n WHERE n.account_id = OLD.id) THEN
-        t := 'notifications';
-    END IF;
-    IF t IS NOT NULL THEN
-        RAISE EXCEPTION 'update or delete on table "accounts" violates foreign key constraint "%" on table "%"',
-                        t || '_account_id_fkey', t
-              USING ERRCODE = 'foreign_key_violation', TABLE = t,
-                    CONSTRAINT = t || '_account_id_fkey';
-    END IF;
-    RETURN NULL;
-END
-$$;
+-- (an account with events can neither be deleted nor change its id: 0014's
+-- creditd_account_refs_restrict)
