@@ -637,5 +637,57 @@ class SuspendHistoryAudit(AccountsBase):
         self.assertEqual(self.count(f"SELECT count(*) FROM audit_log WHERE object_id = '{a['id']}'"), 1)
 
 
+class ReferenceChecks(AccountsBase):
+    """Foreign keys that sql/0013-0015 check once per statement by triggers
+    instead of per row: the same refusals (23503 and the constraint's name)
+    as the constraints they replace."""
+
+    MISSING = "00000000-0000-4000-8000-00000000dead"
+
+    def refused(self, sql, constraint):
+        with self.assertRaises(harness.HarnessError) as cm:
+            self.psql("\\set VERBOSITY verbose\n" + sql)
+        self.assertIn("23503", str(cm.exception))
+        self.assertIn(f'"{constraint}"', str(cm.exception))
+
+    def event_sql(self, *accounts):
+        rows = ", ".join(f"(gen_random_uuid(), '{a}', 100, 1, false, false, now(), "
+                         "date '2026-01-01', now(), 'sms', 'DE')" for a in accounts)
+        return ("INSERT INTO events (id, account_id, amount, quantity, while_suspended, late, "
+                f"occurred_at, period, received_at, service, destination) VALUES {rows};")
+
+    def test_rows_naming_a_missing_account_are_refused(self):
+        a = self.create("REF-1").json["id"]
+        # one bad row among good ones refuses the whole statement
+        self.refused(self.event_sql(a, self.MISSING, a), "events_account_id_fkey")
+        self.assertEqual(self.count(f"SELECT count(*) FROM events WHERE account_id = '{a}'"), 0)
+        self.refused(f"INSERT INTO notifications (account_id, kind, created_at, payload) "
+                     f"VALUES ('{self.MISSING}', 'x', now(), '{{}}');", "notifications_account_id_fkey")
+        self.refused(f"INSERT INTO usage_rollups (account_id, period, service, destination, quantity, "
+                     f"amount, events, unit_min, unit_max, late) VALUES ('{self.MISSING}', "
+                     f"date '2026-01-01', 'sms', 'DE', 1, 1, 1, 1, 1, false);",
+                     "usage_rollups_account_id_fkey")
+        self.refused(f"INSERT INTO invoiced_periods (account_id, period) "
+                     f"VALUES ('{self.MISSING}', date '2026-01-01');", "invoiced_periods_account_id_fkey")
+        self.refused(f"INSERT INTO invoice_lines (invoice_id, line_no, kind, exact, amount, "
+                     f"description) VALUES ('{self.MISSING}', 1, 'usage', 1, 1, 'x');",
+                     "invoice_lines_invoice_id_fkey")
+        self.psql(self.event_sql(a, a))
+        self.refused(f"UPDATE events SET account_id = '{self.MISSING}' WHERE account_id = '{a}';",
+                     "events_account_id_fkey")
+        self.assertEqual(self.count(f"SELECT count(*) FROM events WHERE account_id = '{a}'"), 2)
+
+    def test_a_referenced_account_cannot_go_or_change_its_id(self):
+        a = self.create("REF-2").json["id"]
+        self.psql(self.event_sql(a))
+        # nothing else refers to it: only the events' check can refuse
+        self.psql(f"DELETE FROM account_history WHERE account_id = '{a}'; "
+                  f"DELETE FROM notifications WHERE account_id = '{a}';")
+        self.refused(f"DELETE FROM accounts WHERE id = '{a}';", "events_account_id_fkey")
+        self.refused(f"UPDATE accounts SET id = '{self.MISSING}' WHERE id = '{a}';",
+                     "events_account_id_fkey")
+        self.assertEqual(self.count(f"SELECT count(*) FROM accounts WHERE id = '{a}'"), 1)
+
+
 if __name__ == "__main__":
     harness.main()
