@@ -10,7 +10,10 @@ moves the clock, so every business timestamp written here is that time.
 
 import http.client
 import json
+import os
 import re
+import subprocess
+import time
 import urllib.parse
 
 import harness
@@ -687,6 +690,46 @@ class ReferenceChecks(AccountsBase):
         self.refused(f"UPDATE accounts SET id = '{self.MISSING}' WHERE id = '{a}';",
                      "events_account_id_fkey")
         self.assertEqual(self.count(f"SELECT count(*) FROM accounts WHERE id = '{a}'"), 1)
+
+    def test_a_delete_waits_for_writers_that_refer_to_the_account(self):
+        # The checks take no row lock on the account (sql/0016); a DELETE of
+        # accounts first waits for every writer of a referencing table. An
+        # event inserted, not yet committed, when the DELETE starts: the
+        # DELETE waits, then sees the event and is refused (without the
+        # wait, both would commit and the event would name no account).
+        a = self.create("REF-3").json["id"]
+        self.psql(f"DELETE FROM account_history WHERE account_id = '{a}'; "
+                  f"DELETE FROM notifications WHERE account_id = '{a}';")
+        c = self.cluster
+        writer = subprocess.Popen(
+            [os.path.join(c.bindir, "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", c.sockdir,
+             "-p", str(c.port), "-U", harness.PG_SUPERUSER, "-d", harness.DEFAULT_DBNAME, "-c",
+             "BEGIN; " + self.event_sql(a) + " SELECT pg_sleep(1.5); COMMIT;"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 10
+            while self.count("SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+                             "WHERE c.relname = 'events' AND l.mode = 'RowExclusiveLock' "
+                             "AND l.granted") == 0:
+                self.assertLess(time.monotonic(), deadline, "the writer never started")
+                time.sleep(0.05)
+            t = time.monotonic()
+            self.refused(f"DELETE FROM accounts WHERE id = '{a}';", "events_account_id_fkey")
+            self.assertGreater(time.monotonic() - t, 0.5, "the DELETE did not wait for the writer")
+        finally:
+            out, err = writer.communicate(timeout=30)
+        self.assertEqual(writer.returncode, 0, err)
+        self.assertEqual(self.count(f"SELECT count(*) FROM events WHERE account_id = '{a}'"), 1)
+        # an account nothing refers to can still go, but only in READ COMMITTED
+        b = self.create("REF-4").json["id"]
+        self.psql(f"DELETE FROM account_history WHERE account_id = '{b}'; "
+                  f"DELETE FROM notifications WHERE account_id = '{b}';")
+        with self.assertRaises(harness.HarnessError) as cm:
+            self.psql("\\set VERBOSITY verbose\nBEGIN ISOLATION LEVEL REPEATABLE READ; "
+                      f"DELETE FROM accounts WHERE id = '{b}'; COMMIT;")
+        self.assertIn("0A000", str(cm.exception))
+        self.psql(f"DELETE FROM accounts WHERE id = '{b}';")
+        self.assertEqual(self.count(f"SELECT count(*) FROM accounts WHERE id = '{b}'"), 0)
 
 
 if __name__ == "__main__":
