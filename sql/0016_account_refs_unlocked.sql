@@ -22,13 +22,20 @@
 -- in psql works in READ COMMITTED, the default). Same guarantee as before:
 -- every inserted row's account exists; an account that is referenced can
 -- neither be deleted nor change its id; the same error (23503 and the
--- constraint's name).
+-- constraint's name). A statement that runs with creditd.refs_checked set
+-- (transaction-local) is not looked up again: creditd_ingest_batch (0017)
+-- sets it only around inserts whose accounts it has just locked and counted.
 
 CREATE OR REPLACE FUNCTION creditd_account_ref_check() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     refs uuid[];
     n_found bigint;
 BEGIN
+    -- creditd_ingest_batch (0017) sets creditd.refs_checked (transaction-local)
+    -- around its own inserts, whose accounts it has just locked and counted
+    IF TG_LEVEL = 'STATEMENT' AND current_setting('creditd.refs_checked', true) = 'on' THEN
+        RETURN NULL;
+    END IF;
     IF TG_LEVEL = 'STATEMENT' THEN
         SELECT array_agg(DISTINCT n.account_id) INTO refs FROM creditd_new_rows n
          WHERE n.account_id IS NOT NULL;

@@ -731,6 +731,35 @@ class ReferenceChecks(AccountsBase):
         self.psql(f"DELETE FROM accounts WHERE id = '{b}';")
         self.assertEqual(self.count(f"SELECT count(*) FROM accounts WHERE id = '{b}'"), 0)
 
+    def batch_sql(self, account, sums=True):
+        """creditd_ingest_batch for one event of 1.00 on account, by its fast
+        path (sums) or its general path (no sums)."""
+        occ = "(extract(epoch FROM now()) * 1000000)::bigint"
+        per = "(date_trunc('month', now())::date - date '1970-01-01')"
+        tot = "ARRAY[1000000::bigint]" if sums else "NULL::bigint[]"
+        return (f"SELECT res FROM creditd_ingest_batch(ARRAY['{account}']::uuid[], ARRAY[1], "
+                f"ARRAY[gen_random_uuid()], ARRAY[1000000::bigint], ARRAY[{occ}], ARRAY[{per}], "
+                f"ARRAY['sms'], ARRAY['DE'], ARRAY[1], ARRAY[true], {tot}, {tot}, ARRAY[{occ}], "
+                f"ARRAY[{occ}], ARRAY[1], ARRAY[{per}], ARRAY['sms'], ARRAY['DE'], ARRAY[1::bigint], "
+                f"ARRAY[1000000::bigint], ARRAY[1::bigint], ARRAY[1000000::bigint], "
+                f"ARRAY[1000000::bigint], {occ}, date_trunc('month', now())::date, ARRAY[80, 90]) "
+                "WHERE res IS NOT NULL;")
+
+    def test_ingest_batch_leaves_the_checks_on(self):
+        # creditd_ingest_batch skips the reference checks of its own inserts
+        # (sql/0017: their accounts are locked and counted); a row written
+        # after it in the same transaction is checked again.
+        a = self.create("REF-5").json["id"]
+        for sums, letter in ((True, "A"), (False, "E")):
+            with self.subTest(path=letter):
+                out = self.psql("BEGIN; " + self.batch_sql(a, sums) + " COMMIT;")
+                self.assertEqual(out.strip(), letter + "a")
+                self.refused("BEGIN; " + self.batch_sql(a, sums)
+                             + " INSERT INTO notifications (account_id, kind, created_at, payload) "
+                             f"VALUES ('{self.MISSING}', 'x', now(), '{{}}'); COMMIT;",
+                             "notifications_account_id_fkey")
+        self.assertEqual(self.count(f"SELECT count(*) FROM events WHERE account_id = '{a}'"), 2)
+
 
 if __name__ == "__main__":
     harness.main()
