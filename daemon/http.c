@@ -1,14 +1,11 @@
-/* http.c: evhttp server, route dispatch, auth, limits, request context. */
+/* http.c: route dispatch, auth, limits, request context and replies, over
+ * the connection layer of httpd.c (issue 3: evhttp's server cost twice the
+ * CPU per request). */
 #include "http.h"
 
 #include <errno.h>
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
-/* struct bufferevent's ev_write, for http_write_now (libevent 2.1) */
-#include <event2/bufferevent_struct.h>
-#include <event2/event.h>
 #include <event2/http.h>
-#include <event2/http_struct.h>
 #include <event2/keyvalq_struct.h>
 #include <event2/util.h>
 #include <inttypes.h>
@@ -22,62 +19,48 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+#include <strings.h>
 
 #include "app.h"
 #include "clock.h"
 #include "config.h"
+#include "httpd.h"
 #include "log.h"
 #include "metrics.h"
 #include "route.h"
 #include "utf8.h"
 #include "xmalloc.h"
 
-#define HTTP_MAX_HEADERS_SIZE 16384
-#define HTTP_BODY_SLACK (1024 * 1024) /* evhttp's own hard cap above ours */
-#define HTTP_CONN_BUCKETS 1024
-#define HTTP_INLINE_BODY 512 /* bodies up to this size live in the request context */
-
-/* One record per open client connection: counts connections for the cap and
- * lets the close callback mark an in-flight request orphaned. */
-struct http_conn {
-	struct evhttp_connection *evcon;
-	struct http_server *srv;
-	struct http_req *active;
-	struct http_conn *next; /* hash chain */
-};
-
 /* Per route, computed once: a literal pattern matches only its own text; any
  * other matches only paths that start with its text before the first "{}".
  * Lets dispatch skip route_match for all but the candidates. */
 struct http_route_key {
 	size_t prefix; /* bytes of the pattern before the first "{}" */
+	size_t len;    /* of the pattern */
 	bool literal;  /* no capture: route_match == strcmp */
 };
 
 struct http_server {
 	struct app *app;
-	struct evhttp *evhttp;
-	struct evhttp_bound_socket *bound;
+	struct httpd *httpd;
 	const struct route *routes;
 	int nroutes;
 	const char **route_names;
 	struct http_route_key *keys;
 	size_t max_body;
 	int max_conns;
-	size_t nconns;
 	size_t active;
 	uint64_t next_rid;
 	uint64_t rid_salt;
-	time_t date_at; /* the second date was formatted for */
-	char date[64];  /* "Date:" value, as evhttp would format it */
-	struct http_conn *conns[HTTP_CONN_BUCKETS];
 };
 
+/* The request context: the storage httpd keeps per connection, reused from
+ * request to request (no allocation per request on the authorize path). It
+ * lives until its request is answered, also when the client left before. */
 struct http_req {
 	struct http_server *srv;
-	struct evhttp_request *req;
-	struct http_conn *conn;
+	struct httpd_conn *conn;
+	const struct httpd_request *in;
 	int route;
 	char rid[17];
 	char actor[64];
@@ -86,88 +69,33 @@ struct http_req {
 	char *caps[ROUTE_MAX_CAPTURES];
 	struct evkeyvalq query;
 	bool query_parsed;
-	char *body;
-	size_t body_len;
 	json_t *json;
 	bool orphaned;
+	bool answered; /* no request is pending on this storage */
+	bool close;    /* "Connection: close" asked for by a reply */
 	int64_t started;
-	char inline_body[HTTP_INLINE_BODY + 1];
+	char *target; /* path NUL query NUL, decoded from the request target */
+	size_t target_cap;
+	char *hdrs; /* reply header lines */
+	size_t hlen, hcap;
+	char *out; /* reply body (JSON) */
+	size_t olen, ocap;
 };
-
-/* ---- connection tracking ---- */
-
-static size_t
-http_conn_hash(const struct evhttp_connection *evcon)
-{
-	uintptr_t p = (uintptr_t)evcon;
-	return (size_t)((p >> 4) ^ (p >> 14)) % HTTP_CONN_BUCKETS;
-}
-
-static struct http_conn *
-http_conn_find(struct http_server *s, struct evhttp_connection *evcon)
-{
-	for (struct http_conn *c = s->conns[http_conn_hash(evcon)]; c; c = c->next)
-		if (c->evcon == evcon)
-			return c;
-	return NULL;
-}
-
-static void
-http_conn_closed(struct evhttp_connection *evcon, void *arg)
-{
-	struct http_server *s = arg;
-	struct http_conn **pp = &s->conns[http_conn_hash(evcon)];
-
-	for (; *pp; pp = &(*pp)->next) {
-		struct http_conn *c = *pp;
-		if (c->evcon != evcon)
-			continue;
-		*pp = c->next;
-		if (c->active) {
-			c->active->orphaned = true;
-			c->active->conn = NULL;
-		}
-		s->nconns--;
-		free(c);
-		return;
-	}
-}
-
-static struct http_conn *
-http_conn_get(struct http_server *s, struct evhttp_connection *evcon)
-{
-	struct http_conn *c = http_conn_find(s, evcon);
-	size_t h;
-
-	if (c != NULL)
-		return c;
-	c = xcalloc(1, sizeof *c);
-	c->evcon = evcon;
-	c->srv = s;
-	h = http_conn_hash(evcon);
-	c->next = s->conns[h];
-	s->conns[h] = c;
-	s->nconns++;
-	evhttp_connection_set_closecb(evcon, http_conn_closed, s);
-	return c;
-}
 
 /* ---- request context ---- */
 
+/* Release what the request held (not the reused buffers). */
 static void
-http_req_free(struct http_req *r)
+http_req_release(struct http_req *r)
 {
-	if (r->conn)
-		r->conn->active = NULL;
 	for (int i = 0; i < r->ncaps; i++)
 		free(r->caps[i]);
+	r->ncaps = 0;
 	if (r->query_parsed)
 		evhttp_clear_headers(&r->query);
-	if (r->body != r->inline_body)
-		free(r->body);
+	r->query_parsed = false;
 	json_decref(r->json);
-	r->srv->active--;
-	free(r);
+	r->json = NULL;
 }
 
 struct app *
@@ -221,16 +149,14 @@ http_req_query(const struct http_req *r, const char *key)
 const char *
 http_req_header(const struct http_req *r, const char *name)
 {
-	if (r->req == NULL)
-		return NULL;
-	return evhttp_find_header(evhttp_request_get_input_headers(r->req), name);
+	return r->in ? http_parse_header(&r->in->head, name) : NULL;
 }
 
 const char *
 http_req_body(const struct http_req *r, size_t *len)
 {
-	*len = r->body_len;
-	return r->body ? r->body : "";
+	*len = r->in->body_len;
+	return r->in->body;
 }
 
 json_t *
@@ -241,12 +167,12 @@ http_req_json_object(struct http_req *r)
 
 	if (r->json != NULL)
 		return r->json;
-	if (r->body_len == 0) {
+	if (r->in->body_len == 0) {
 		http_reply_error(r, 400, "invalid_json", "request body must be a JSON object",
 		                 NULL);
 		return NULL;
 	}
-	r->json = json_loadb(r->body, r->body_len, JSON_REJECT_DUPLICATES, &err);
+	r->json = json_loadb(r->in->body, r->in->body_len, JSON_REJECT_DUPLICATES, &err);
 	if (r->json == NULL) {
 		snprintf(msg, sizeof msg, "invalid JSON at line %d column %d: %s", err.line,
 		         err.column, err.text);
@@ -263,116 +189,90 @@ http_req_json_object(struct http_req *r)
 
 /* ---- replies ---- */
 
-/* Where a reply's body goes: straight into evhttp's output buffer of the
- * request (what evhttp_send_reply would copy a body buffer into), so no
- * buffer of our own is allocated and moved per reply. NULL once evhttp
- * dropped the request. */
-static struct evbuffer *
-http_out(struct http_req *r)
-{
-	return r->req ? evhttp_request_get_output_buffer(r->req) : NULL;
-}
-
-/* The Date header evhttp adds to HTTP/1.1 answers (same function, same
- * format, same place), formatted once a second instead of per reply. */
+/* Send the reply with body[0..len) and end the request: r's storage may be
+ * freed on return (httpd_reply, httpd_drop). */
 static void
-http_add_date(struct http_server *s, const struct evhttp_request *req, struct evkeyvalq *h)
+http_send(struct http_req *r, int status, const char *body, size_t len)
 {
-	time_t now = time(NULL);
-	struct tm tm;
-
-	if (req->major != 1 || req->minor < 1)
-		return; /* evhttp sends none */
-	if (now != s->date_at || s->date[0] == '\0') {
-		if (gmtime_r(&now, &tm) == NULL ||
-		    evutil_date_rfc1123(s->date, sizeof s->date, &tm) <= 0) {
-			s->date[0] = '\0';
-			return; /* evhttp formats its own */
-		}
-		s->date_at = now;
-	}
-	evhttp_add_header(h, "Date", s->date);
-}
-
-/* Write a reply evhttp has just queued now, in this turn of the loop,
- * instead of when epoll next reports the socket writable. evhttp's socket
- * bufferevent only arms its write event when a reply is queued; the write
- * then costs an epoll_ctl to add EPOLLOUT, a loop turn, and another
- * epoll_ctl to remove it again (2 of the 5.5 system calls of an authorize
- * request). Running the write event's own callback now (exactly what
- * libevent runs when epoll reports the socket writable: it writes what the
- * socket takes, keeps the event armed for the rest, and tells evhttp when
- * the reply is out) leaves the event set unchanged across the loop turn,
- * so the change list makes no epoll_ctl at all. Only when the write event
- * is armed with data to write, i.e. when epoll would have run the same
- * callback. */
-static void
-http_write_now(struct evhttp_connection *evcon)
-{
-	struct bufferevent *bev = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
-
-	if (bev == NULL || evbuffer_get_length(bufferevent_get_output(bev)) == 0 ||
-	    !event_pending(&bev->ev_write, EV_WRITE, NULL))
-		return;
-	event_active(&bev->ev_write, EV_WRITE, 1);
-}
-
-/* Send the reply whose body is already in http_out(r), and free r. */
-static void
-http_send(struct http_req *r, int status)
-{
+	struct http_server *s = r->srv;
+	struct httpd_conn *conn = r->conn;
 	int64_t usec = clock_monotonic() - r->started;
+	bool close = r->close || s->app->draining;
 
-	metrics_observe_request(r->srv->app->metrics, r->route, status, usec);
-	if (r->orphaned || r->req == NULL) {
-		log_req(LOG_LEVEL_INFO, r->rid, "client went away; reply %d dropped", status);
-		/* evhttp detached the request from its connection; replying frees it */
-		if (r->req) {
-			struct evbuffer *out = http_out(r);
-			evbuffer_drain(out, evbuffer_get_length(out));
-			evhttp_send_reply(r->req, status, NULL, NULL);
-		}
-	} else {
-		struct evkeyvalq *h = evhttp_request_get_output_headers(r->req);
-		struct evhttp_connection *evcon = evhttp_request_get_connection(r->req);
-		evhttp_add_header(h, "X-Request-Id", r->rid);
-		if (r->srv->app->draining)
-			evhttp_add_header(h, "Connection", "close");
-		http_add_date(r->srv, r->req, h);
-		evhttp_send_reply(r->req, status, NULL, NULL);
-		http_write_now(evcon);
-	}
+	metrics_observe_request(s->app->metrics, r->route, status, usec);
 	if (log_enabled(LOG_LEVEL_DEBUG))
 		log_req(LOG_LEVEL_DEBUG, r->rid, "%s -> %d in %" PRId64 " us",
-		        r->route >= 0 ? r->srv->routes[r->route].name : "?", status, usec);
-	http_req_free(r);
+		        r->route >= 0 ? s->routes[r->route].name : "?", status, usec);
+	http_req_release(r);
+	r->answered = true;
+	s->active--;
+	if (r->orphaned) {
+		log_req(LOG_LEVEL_INFO, r->rid, "client went away; reply %d dropped", status);
+		httpd_drop(conn);
+		return;
+	}
+	http_reply_add_header(r, "X-Request-Id", r->rid);
+	httpd_reply(conn, status, r->hdrs, r->hlen, body, len, close);
 }
 
 void
 http_reply_add_header(struct http_req *r, const char *name, const char *value)
 {
-	if (r->req)
-		evhttp_add_header(evhttp_request_get_output_headers(r->req), name, value);
+	size_t nlen = strlen(name), vlen = strlen(value);
+
+	if (strcasecmp(name, "Connection") == 0 && strcasecmp(value, "close") == 0) {
+		r->close = true; /* httpd writes the header */
+		return;
+	}
+	/* as evhttp_add_header: no header splitting */
+	if (strpbrk(name, "\r\n:") != NULL || strpbrk(value, "\r\n") != NULL)
+		return;
+	if (r->hlen + nlen + vlen + 4 > r->hcap) {
+		size_t cap = r->hcap ? r->hcap : 256;
+		while (cap < r->hlen + nlen + vlen + 4)
+			cap *= 2;
+		r->hdrs = xreallocarray(r->hdrs, 1, cap);
+		r->hcap = cap;
+	}
+	memcpy(r->hdrs + r->hlen, name, nlen);
+	r->hlen += nlen;
+	r->hdrs[r->hlen++] = ':';
+	r->hdrs[r->hlen++] = ' ';
+	memcpy(r->hdrs + r->hlen, value, vlen);
+	r->hlen += vlen;
+	r->hdrs[r->hlen++] = '\r';
+	r->hdrs[r->hlen++] = '\n';
 }
 
 static int
 http_json_writer(const char *data, size_t size, void *arg)
 {
-	return evbuffer_add(arg, data, size);
+	struct http_req *r = arg;
+
+	if (r->olen + size > r->ocap) {
+		size_t cap = r->ocap ? r->ocap : 1024;
+		while (cap < r->olen + size)
+			cap *= 2;
+		r->out = xreallocarray(r->out, 1, cap);
+		r->ocap = cap;
+	}
+	memcpy(r->out + r->olen, data, size);
+	r->olen += size;
+	return 0;
 }
 
 void
 http_reply_json(struct http_req *r, int status, json_t *body)
 {
-	struct evbuffer *out = http_out(r);
-
-	if (out != NULL) {
-		json_dump_callback(body, http_json_writer, out, JSON_COMPACT);
-		evbuffer_add(out, "\n", 1);
+	r->olen = 0;
+	if (!r->orphaned) {
+		json_dump_callback(body, http_json_writer, r, JSON_COMPACT);
+		http_json_writer("\n", 1, r);
 	}
 	json_decref(body);
 	http_reply_add_header(r, "Content-Type", "application/json");
-	http_send(r, status);
+	http_send(r, status, r->out, r->olen);
+	/* r->out stays with the connection's storage for the next reply */
 }
 
 /* A copy of s with each byte that is not valid UTF-8 replaced by '?'. Error
@@ -418,44 +318,93 @@ void
 http_reply_text(struct http_req *r, int status, const char *content_type, const char *body,
                 size_t len)
 {
-	struct evbuffer *out = http_out(r);
-
-	if (out != NULL)
-		evbuffer_add(out, body, len);
 	http_reply_add_header(r, "Content-Type", content_type);
-	http_send(r, status);
+	http_send(r, status, body, len);
 }
 
 void
 http_reply_buffer(struct http_req *r, int status, const char *content_type, struct evbuffer *buf)
 {
-	struct evbuffer *out = http_out(r);
+	size_t len = evbuffer_get_length(buf);
+	const char *body = len ? (const char *)evbuffer_pullup(buf, -1) : "";
 
-	if (out != NULL)
-		evbuffer_add_buffer(out, buf);
 	http_reply_add_header(r, "Content-Type", content_type);
-	http_send(r, status);
+	http_send(r, status, body, len);
+	evbuffer_drain(buf, len);
 }
 
 /* ---- dispatch ---- */
 
 static enum http_method
-http_method_of(enum evhttp_cmd_type t)
+http_method_of(enum http_parse_method t)
 {
 	switch (t) {
-	case EVHTTP_REQ_GET:
-	case EVHTTP_REQ_HEAD:
+	case HTTP_PARSE_GET:
+	case HTTP_PARSE_HEAD:
 		return HTTP_GET;
-	case EVHTTP_REQ_POST:
+	case HTTP_PARSE_POST:
 		return HTTP_POST;
-	case EVHTTP_REQ_PUT:
+	case HTTP_PARSE_PUT:
 		return HTTP_PUT;
-	case EVHTTP_REQ_PATCH:
+	case HTTP_PARSE_PATCH:
 		return HTTP_PATCH;
-	case EVHTTP_REQ_DELETE:
+	case HTTP_PARSE_DELETE:
 		return HTTP_DELETE;
 	default:
 		return 0;
+	}
+}
+
+/* The error code of an answer httpd asked for (a request it could not
+ * frame): the API's codes (API.md "Conventions"). */
+static const char *
+http_framing_code(int status)
+{
+	switch (status) {
+	case 413:
+	case 431:
+		return "too_large";
+	default:
+		return "validation_failed";
+	}
+}
+
+/* Split the request target into path and query (copies in r->target). An
+ * absolute-form target ("http://host/path") names its path; a fragment is
+ * ignored. */
+static void
+http_split_target(struct http_req *r, const char *t, const char **path, const char **query)
+{
+	size_t n = strlen(t), plen;
+	const char *q, *f;
+	char *p;
+
+	if (strncasecmp(t, "http://", 7) == 0 || strncasecmp(t, "https://", 8) == 0) {
+		const char *slash = strchr(strstr(t, "//") + 2, '/');
+		t = slash ? slash : "";
+		n = strlen(t);
+	}
+	if (r->target_cap < n + 2) {
+		free(r->target);
+		r->target_cap = n + 64;
+		r->target = xmalloc(r->target_cap);
+	}
+	f = memchr(t, '#', n);
+	if (f)
+		n = (size_t)(f - t);
+	q = memchr(t, '?', n);
+	plen = q ? (size_t)(q - t) : n;
+	p = r->target;
+	memcpy(p, t, plen);
+	p[plen] = '\0';
+	*path = p;
+	if (q) {
+		size_t qlen = n - plen - 1;
+		memcpy(p + plen + 1, q + 1, qlen);
+		p[plen + 1 + qlen] = '\0';
+		*query = p + plen + 1;
+	} else {
+		*query = NULL;
 	}
 }
 
@@ -520,54 +469,70 @@ http_rid(char out[17], uint64_t v)
 
 /* route_match of route i, with a cheap test first (see http_route_key). */
 static bool
-http_route_match(const struct http_server *s, int i, const char *path, struct route_capture *caps,
-                 int *n)
+http_route_match(const struct http_server *s, int i, const char *path, size_t plen,
+                 struct route_capture *caps, int *n)
 {
 	const char *pattern = s->routes[i].pattern;
 	const struct http_route_key *k = &s->keys[i];
 
 	if (k->literal) {
 		*n = 0;
-		return strcmp(pattern, path) == 0;
+		return plen == k->len && memcmp(pattern, path, plen) == 0;
 	}
-	if (strncmp(pattern, path, k->prefix) != 0)
+	if (plen < k->prefix || memcmp(pattern, path, k->prefix) != 0)
 		return false;
 	return route_match(pattern, path, caps, n);
 }
 
+/* httpd hands up a request: the storage ctx is this connection's request
+ * context, reused. */
 static void
-http_dispatch(struct evhttp_request *req, void *arg)
+http_dispatch(struct httpd_conn *conn, void *ctx, const struct httpd_request *in, void *arg)
 {
 	struct http_server *s = arg;
-	struct http_req *r = xcalloc(1, sizeof *r);
-	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
-	const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
-	const char *q = uri ? evhttp_uri_get_query(uri) : NULL;
-	enum http_method m = http_method_of(evhttp_request_get_command(req));
-	struct evhttp_connection *evcon = evhttp_request_get_connection(req);
-	struct evbuffer *in = evhttp_request_get_input_buffer(req);
+	struct http_req *r = ctx;
+	enum http_method m = http_method_of(in->head.mcode);
 	struct route_capture caps[ROUTE_MAX_CAPTURES];
 	bool path_matched = false;
-	size_t inlen;
+	const char *path, *q;
+	size_t plen;
 
 	r->srv = s;
-	r->req = req;
+	r->conn = conn;
+	r->in = in;
 	r->route = -1;
+	r->actor[0] = '\0';
+	r->scopes = 0;
+	r->orphaned = false;
+	r->answered = false;
+	r->close = false;
+	r->hlen = 0;
+	r->olen = 0;
 	r->started = clock_monotonic();
 	http_rid(r->rid, (uint64_t)((s->rid_salt + s->next_rid++) * UINT64_C(0x9E3779B97F4A7C15)));
 	s->active++;
-	if (evcon) {
-		r->conn = http_conn_get(s, evcon);
-		r->conn->active = r;
+	if (in->error_status != 0) {
+		http_reply_error(r, in->error_status, http_framing_code(in->error_status),
+		                 in->error ? in->error : "malformed request", NULL);
+		return;
 	}
-	if (s->max_conns > 0 && s->nconns > (size_t)s->max_conns) {
+	if (s->max_conns > 0 && httpd_nconns(s->httpd) > (size_t)s->max_conns) {
 		http_reply_add_header(r, "Connection", "close");
 		http_reply_add_header(r, "Retry-After", "1");
 		http_reply_error(r, 503, "unavailable", "too many connections", NULL);
 		return;
 	}
-	if (path == NULL || *path == '\0')
+	if (m == 0) {
+		/* a method we do not know: we cannot tell what follows it (the
+		 * API's 405 and code, as for a known method a path lacks) */
+		http_reply_add_header(r, "Connection", "close");
+		http_reply_error(r, 405, "method_not_allowed", "method not allowed", NULL);
+		return;
+	}
+	http_split_target(r, in->head.target, &path, &q);
+	if (*path == '\0')
 		path = "/";
+	plen = strlen(path);
 	if (q && evhttp_parse_query_str(q, &r->query) == 0) {
 		struct evkeyval *kv;
 		r->query_parsed = true;
@@ -587,7 +552,7 @@ http_dispatch(struct evhttp_request *req, void *arg)
 		int n;
 		if (rt->test_clock && !clock_is_test())
 			continue;
-		if (!http_route_match(s, i, path, caps, &n))
+		if (!http_route_match(s, i, path, plen, caps, &n))
 			continue;
 		path_matched = true;
 		if (rt->method != m)
@@ -628,17 +593,11 @@ http_dispatch(struct evhttp_request *req, void *arg)
 			return;
 		}
 	}
-	inlen = evbuffer_get_length(in);
-	if (inlen > s->max_body) {
+	if (in->body_too_large || in->body_len > s->max_body) {
+		/* refused unread (httpd): the connection closes after the answer */
 		http_reply_add_header(r, "Connection", "close");
 		http_reply_error(r, 413, "too_large", "request body too large", NULL);
 		return;
-	}
-	if (inlen > 0) {
-		r->body = inlen <= HTTP_INLINE_BODY ? r->inline_body : xmalloc(inlen + 1);
-		evbuffer_remove(in, r->body, inlen);
-		r->body[inlen] = '\0';
-		r->body_len = inlen;
 	}
 	if ((m == HTTP_POST || m == HTTP_PUT || m == HTTP_PATCH) && s->app->draining) {
 		http_reply_add_header(r, "Retry-After", "1");
@@ -650,10 +609,42 @@ http_dispatch(struct evhttp_request *req, void *arg)
 
 /* ---- server ---- */
 
+static void
+http_gone(void *ctx, void *arg)
+{
+	struct http_req *r = ctx;
+
+	(void)arg;
+	r->orphaned = true;
+}
+
+static void
+http_ctx_free(void *ctx, void *arg)
+{
+	struct http_req *r = ctx;
+
+	(void)arg;
+	if (r->srv != NULL && !r->answered) {
+		/* the server goes while a request is pending (shutdown) */
+		http_req_release(r);
+		r->srv->active--;
+	}
+	free(r->target);
+	free(r->hdrs);
+	free(r->out);
+}
+
 struct http_server *
 http_server_new(struct app *app, const struct route *routes, int nroutes)
 {
 	struct http_server *s = xcalloc(1, sizeof *s);
+	struct httpd_callbacks cb = {
+	    .ctx_size = sizeof(struct http_req),
+	    .request = http_dispatch,
+	    .gone = http_gone,
+	    .ctx_free = http_ctx_free,
+	    .arg = s,
+	};
 
 	s->app = app;
 	s->routes = routes;
@@ -670,15 +661,11 @@ http_server_new(struct app *app, const struct route *routes, int nroutes)
 		 * that strcmp gives exactly route_match's answer */
 		s->keys[i].literal = cap == NULL && route_match(p, p, caps, &n) && n == 0;
 		s->keys[i].prefix = cap ? (size_t)(cap - p) : 0;
+		s->keys[i].len = strlen(p);
 	}
 
 	s->rid_salt = (uint64_t)clock_wall();
-	s->evhttp = evhttp_new(app->base);
-	evhttp_set_gencb(s->evhttp, http_dispatch, s);
-	evhttp_set_allowed_methods(s->evhttp, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST |
-	                                          EVHTTP_REQ_PUT | EVHTTP_REQ_PATCH |
-	                                          EVHTTP_REQ_DELETE);
-	evhttp_set_max_headers_size(s->evhttp, HTTP_MAX_HEADERS_SIZE);
+	s->httpd = httpd_new(app->base, &cb);
 	http_server_apply_config(s);
 	return s;
 }
@@ -687,12 +674,10 @@ void
 http_server_apply_config(struct http_server *s)
 {
 	const struct config *cfg = s->app->cfg;
-	struct timeval tv = {.tv_sec = cfg->request_timeout_seconds, .tv_usec = 0};
 
 	s->max_body = cfg->max_body_bytes;
 	s->max_conns = cfg->max_connections;
-	evhttp_set_max_body_size(s->evhttp, (ev_ssize_t)(cfg->max_body_bytes + HTTP_BODY_SLACK));
-	evhttp_set_timeout_tv(s->evhttp, &tv);
+	httpd_set_limits(s->httpd, cfg->max_body_bytes, cfg->request_timeout_seconds);
 }
 
 const char *const *
@@ -704,8 +689,7 @@ http_server_route_names(const struct http_server *s)
 int
 http_server_listen(struct http_server *s, const char *host, int port)
 {
-	s->bound = evhttp_bind_socket_with_handle(s->evhttp, host, (ev_uint16_t)port);
-	if (s->bound == NULL) {
+	if (httpd_listen(s->httpd, host, port) != 0) {
 		log_warn("cannot listen on %s:%d", host, port);
 		return -1;
 	}
@@ -716,10 +700,7 @@ http_server_listen(struct http_server *s, const char *host, int port)
 void
 http_server_stop_accepting(struct http_server *s)
 {
-	if (s->bound) {
-		evhttp_del_accept_socket(s->evhttp, s->bound);
-		s->bound = NULL;
-	}
+	httpd_stop_listening(s->httpd);
 }
 
 size_t
@@ -733,14 +714,7 @@ http_server_free(struct http_server *s)
 {
 	if (s == NULL)
 		return;
-	evhttp_free(s->evhttp); /* closes connections: http_conn_closed frees records */
-	for (int i = 0; i < HTTP_CONN_BUCKETS; i++) {
-		while (s->conns[i]) {
-			struct http_conn *c = s->conns[i];
-			s->conns[i] = c->next;
-			free(c);
-		}
-	}
+	httpd_free(s->httpd);
 	free(s->route_names);
 	free(s->keys);
 	free(s);

@@ -4,12 +4,12 @@ wrong field types, deep nesting, invalid UTF-8, huge numbers, oversized
 bodies and headers, path tricks, SQL-looking strings, unknown methods, odd
 HTTP framing (HTTP/1.0 without Host, pipelining, 1-byte writes).
 
-Every case gets the API's JSON error with the documented status, except
-where libevent answers by itself before the daemon sees a request (bad
-request line or header block, headers over 16 KiB, a body far over the
-limit, a method libevent does not know): then libevent's own status (400,
-413 or 501) with an HTML body and "Connection: close" is accepted and the
-test says so. After every case GET /healthz answers 200 on a new
+Every case gets the API's JSON error with the documented status. Where the
+connection layer (daemon/httpd.c) refuses a request before routing (bad
+request line or header block, headers over 16 KiB, a body over the limit,
+a method we do not know) the status is 400, 405, 413, 431, 501 or 505, the body
+is still the JSON error and the answer carries "Connection: close"
+(assertRefused). After every case GET /healthz answers 200 on a new
 connection, and the daemon process is still alive at the end (its log is
 checked for sanitizer reports when it stops).
 """
@@ -78,7 +78,7 @@ DROP = object()  # a field left out
 def parse_responses(data, eof=False):
     """Splits raw bytes into responses: [(status, headers, body)]; stops at
     an incomplete one. A response without Content-Length (HTTP/1.0, or
-    libevent closing) runs to the end of the connection: complete at eof."""
+    a server closing) runs to the end of the connection: complete at eof."""
     out = []
     while data:
         head, sep, rest = data.partition(b"\r\n\r\n")
@@ -184,10 +184,19 @@ class HostileBase(harness.DaemonTestCase):
         if field is not None:
             self.assertEqual(err.get("field"), field, f"{what}: {r.text[:300]}")
 
-    def assertLibevent(self, r, statuses, what=""):
-        """An answer libevent gives by itself (HTML body, connection closed)."""
+    def assertRefused(self, r, statuses, what=""):
+        """A request the connection layer refuses before routing: one of
+        statuses, the API's JSON error, and the connection closes."""
         self.assertIn(r.status, statuses, f"{what}: {r.status} {r.text[:200]}")
         self.assertEqual(r.header("connection", "").lower(), "close", f"{what}: {r.headers}")
+        self.assertIn("application/json", r.header("content-type", ""), f"{what}: {r.headers}")
+        self.assertIsInstance(r.json, dict, f"{what}: body is not JSON: {r.body[:300]!r}")
+        err = r.json.get("error")
+        self.assertIsInstance(err, dict, f"{what}: {r.text[:300]}")
+        # only the API's codes (API.md "Conventions"), none of our own
+        self.assertIn(err.get("code"), ("validation_failed", "too_large", "method_not_allowed"),
+                      f"{what}: {r.text[:300]}")
+        self.assertIsInstance(err.get("message"), str, f"{what}: {r.text[:300]}")
 
     def send(self, method, path, body, ct="application/json", token="admin"):
         """A request with a raw (bytes) body via the harness."""
@@ -545,16 +554,19 @@ class Oversized(HostileBase):
         self.assertEqual(self.count("SELECT count(*) FROM accounts WHERE external_ref LIKE 'PAD-%'"), 0)
         self.healthy("bodies over the limit")
 
-    def test_body_far_over_limit_libevent_413(self):
-        # More than max_body_bytes + 1 MiB (daemon/http.c HTTP_BODY_SLACK):
-        # libevent refuses it itself with an HTML 413 and closes.
+    def test_body_far_over_limit_413(self):
+        # Far more than max_body_bytes: refused by its Content-Length before
+        # the body is read (daemon/httpd.c), 413 too_large, and the
+        # connection closes (after reading and discarding what the client
+        # still sends, so that the answer is not lost to a reset).
         size = MAX_BODY + 1024 * 1024 + 4096
         head = (f"POST /v1/accounts HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {ADMIN}\r\n"
                 f"Content-Type: application/json\r\nContent-Length: {size}\r\n\r\n").encode()
         r = self.raw1([head] + [b" " * 65536] * (size // 65536 + 1))
-        self.assertLibevent(r, (413,), "1.3 MiB body")
+        self.assertRefused(r, (413,), "1.3 MiB body")
+        self.assertEqual(r.json["error"]["code"], "too_large", r.text)
         r = self.raw1(head.replace(str(size).encode(), b"99999999999999"))
-        self.assertLibevent(r, (400, 413), "Content-Length 99999999999999")
+        self.assertRefused(r, (400, 413), "Content-Length 99999999999999")
         self.healthy("huge bodies")
 
     def test_too_many_events_is_413_json(self):
@@ -570,9 +582,9 @@ class Oversized(HostileBase):
         self.assertEqual(self.count(f"SELECT count(*) FROM events WHERE id IN ('{ids}')"), 0)
         self.healthy("too many events")
 
-    def test_oversized_headers_libevent(self):
-        # Header block over 16 KiB (evhttp_set_max_headers_size): libevent
-        # answers 400 itself (not 431: libevent 2.1 has no such status).
+    def test_oversized_headers(self):
+        # Header block over 16 KiB (daemon/httpd.c HTTPD_MAX_HEAD): 431
+        # too_large before routing, and the connection closes.
         cases = {
             "64 KiB header": b"GET /healthz HTTP/1.1\r\nHost: t\r\nX-Big: " + b"a" * 65536 + b"\r\n\r\n",
             "3000 headers": b"GET /healthz HTTP/1.1\r\nHost: t\r\n"
@@ -585,7 +597,7 @@ class Oversized(HostileBase):
         for what, req in cases.items():
             with self.subTest(what):
                 r = self.raw1(req)
-                self.assertLibevent(r, (400, 413, 431), what)
+                self.assertRefused(r, (400, 413, 431), what)
             self.healthy(what)
         # Under the limit: the daemon's own answers.
         r = self.raw1(b"GET /healthz HTTP/1.1\r\nHost: t\r\nX-Big: " + b"a" * 8000 + b"\r\n\r\n")
@@ -596,7 +608,7 @@ class Oversized(HostileBase):
                       + b"t" * 8000 + b"\r\n\r\n")
         self.assertJsonError(r, 401, "unauthorized")
 
-    def test_bad_framing_libevent_400(self):
+    def test_bad_framing_400(self):
         auth = f"Authorization: Bearer {ADMIN}\r\n".encode()
         cases = {
             "Content-Length -1": b"POST /v1/accounts HTTP/1.1\r\nHost: t\r\nContent-Length: -1\r\n\r\n",
@@ -612,7 +624,7 @@ class Oversized(HostileBase):
         for what, req in cases.items():
             with self.subTest(what):
                 r = self.raw1(req)
-                self.assertLibevent(r, (400, 413, 505), what)
+                self.assertRefused(r, (400, 413, 505), what)
             self.healthy(what)
         # Well-formed chunked body: the daemon's answer.
         r = self.raw1(b"POST /v1/accounts HTTP/1.1\r\nHost: t\r\n" + auth
@@ -741,14 +753,14 @@ class SqlStrings(HostileBase):
 
 class Protocol(HostileBase):
     def test_unknown_methods(self):
-        # Methods libevent does not know or we do not allow: libevent's 501
-        # (or 400 for a malformed method token), before the daemon.
+        # Methods we do not know: 405 method_not_allowed (or 400 for a
+        # malformed method token) before routing, and the connection closes.
         for m in (b"FOO", b"OPTIONS", b"TRACE", b"CONNECT", b"PROPFIND", b"get", b"BREW", b"G\x00T",
                   b"X" * 1000):
             with self.subTest(method=m[:20]):
                 target = b"127.0.0.1:80" if m == b"CONNECT" else b"/healthz"
                 r = self.raw1(m + b" " + target + b" HTTP/1.1\r\nHost: t\r\n\r\n")
-                self.assertLibevent(r, (400, 405, 501), m[:20])
+                self.assertRefused(r, (400, 405), m[:20])
             self.healthy(f"method {m[:20]!r}")
         # A method the daemon knows on a path without it: the API's 405 JSON.
         r = self.raw1(b"DELETE /v1/accounts HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer "
@@ -771,7 +783,7 @@ class Protocol(HostileBase):
                       + b"\r\nContent-Type: application/json\r\nContent-Length: "
                       + str(len(body)).encode() + b"\r\n\r\n" + body)
         self.assertEqual(r.status, 201, r.text)
-        r = self.raw1(b"GET /healthz HTTP/1.1\r\n\r\n")  # HTTP/1.1 without Host: libevent allows it
+        r = self.raw1(b"GET /healthz HTTP/1.1\r\n\r\n")  # HTTP/1.1 without Host: allowed (as evhttp did)
         self.assertEqual(r.status, 200, r.text)
         self.healthy("HTTP/1.0")
 
@@ -800,6 +812,108 @@ class Protocol(HostileBase):
         self.assertEqual([r.status for r in rs], [201, 200], rs)
         self.assertEqual(rs[1].json["name"], "Customer BYTE-1")
         self.healthy("pipelined and 1-byte requests")
+
+    def test_expect_continue(self):
+        # curl sends "Expect: 100-continue" for bodies over 1 KiB: the
+        # interim answer, then the final one after the body.
+        auth = b"Authorization: Bearer " + ADMIN.encode() + b"\r\n"
+        body = json.dumps(account_body("EXP-1", name="e" * 100)).encode()
+        head = (b"POST /v1/accounts HTTP/1.1\r\nHost: t\r\n" + auth
+                + b"Content-Type: application/json\r\nExpect: 100-continue\r\n"
+                + b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n")
+        s = socket.create_connection(("127.0.0.1", self.daemon.port), timeout=10)
+        try:
+            s.sendall(head)
+            data = b""
+            while b"\r\n\r\n" not in data:
+                part = s.recv(65536)
+                self.assertTrue(part, data)
+                data += part
+            self.assertTrue(data.startswith(b"HTTP/1.1 100 Continue\r\n\r\n"), data)
+            data = data[len(b"HTTP/1.1 100 Continue\r\n\r\n"):]
+            s.sendall(body)
+            while not parse_responses(data):
+                part = s.recv(65536)
+                self.assertTrue(part, data)
+                data += part
+        finally:
+            s.close()
+        rs = [resp_of(*x) for x in parse_responses(data)]
+        self.assertEqual([r.status for r in rs], [201], rs)
+        # Over the limit: the final answer at once, no 100 Continue.
+        r = self.raw1(head.replace(str(len(body)).encode(), str(MAX_BODY + 1).encode()))
+        self.assertRefused(r, (413,), "Expect with a body over the limit")
+        self.assertEqual(r.json["error"]["code"], "too_large", r.text)
+        # Chunked bodies over the limit are refused when they get there.
+        chunk = b"%x\r\n" % 65536 + b" " * 65536 + b"\r\n"
+        r = self.raw1([b"POST /v1/accounts HTTP/1.1\r\nHost: t\r\n" + auth
+                       + b"Transfer-Encoding: chunked\r\n\r\n"]
+                      + [chunk] * (MAX_BODY // 65536 + 2) + [b"0\r\n\r\n"])
+        self.assertRefused(r, (413,), "chunked body over the limit")
+        self.healthy("Expect: 100-continue")
+
+    def test_head_and_keep_alive(self):
+        # HEAD: the headers of the GET answer, no body; the connection
+        # stays usable. HTTP/1.0 with keep-alive asked for: kept.
+        s = socket.create_connection(("127.0.0.1", self.daemon.port), timeout=10)
+        try:
+            s.sendall(b"HEAD /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+            data = b""
+            while b"\r\n\r\n" not in data:
+                part = s.recv(65536)
+                self.assertTrue(part, data)
+                data += part
+            head, _, rest = data.partition(b"\r\n\r\n")
+            self.assertEqual(rest, b"")
+            self.assertTrue(head.startswith(b"HTTP/1.1 200 "), head)
+            self.assertIn(b"\r\ncontent-length: 16", head.lower())
+            s.sendall(b"GET /healthz HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+            data = b""
+            while not parse_responses(data):
+                part = s.recv(65536)
+                self.assertTrue(part, data)
+                data += part
+            r = resp_of(*parse_responses(data)[0])
+            self.assertEqual(r.status, 200, r.text)
+            self.assertEqual(r.header("connection", "").lower(), "keep-alive", r.headers)
+            self.assertTrue(r.header("x-request-id") and r.header("date"), r.headers)
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            data = b""
+            while True:
+                part = s.recv(65536)
+                if not part:
+                    break
+                data += part
+            rs = [resp_of(*x) for x in parse_responses(data, eof=True)]
+            self.assertEqual([r.status for r in rs], [200], rs)
+            self.assertEqual(rs[0].header("connection", "").lower(), "close", rs[0].headers)
+        finally:
+            s.close()
+        self.healthy("HEAD and keep-alive")
+
+    def test_client_gone_while_waiting(self):
+        # The client sends requests that wait on the database (pipelined)
+        # and leaves at once: the requests are orphaned, their answers
+        # dropped (never written to freed memory: ASan checks), and the
+        # ones that reached the database still happened.
+        auth = b"Authorization: Bearer " + ADMIN.encode() + b"\r\n"
+        for i in range(20):
+            body = json.dumps(account_body(f"GONE-{i}")).encode()
+            req = (b"POST /v1/accounts HTTP/1.1\r\nHost: t\r\n" + auth
+                   + b"Content-Type: application/json\r\nContent-Length: "
+                   + str(len(body)).encode() + b"\r\n\r\n" + body
+                   + b"GET /v1/accounts/ext:GONE-" + str(i).encode() + b" HTTP/1.1\r\nHost: t\r\n"
+                   + auth + b"\r\n")
+            s = socket.create_connection(("127.0.0.1", self.daemon.port), timeout=5)
+            s.sendall(req)
+            if i % 2:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            s.close()  # odd ones with a reset
+        self.healthy("clients gone while their requests waited")
+        self.daemon.wait_log(r"client went away; reply \d+ dropped", timeout=10)
+        for i in range(20):
+            r = self.request("GET", f"/v1/accounts/ext:GONE-{i}")
+            self.assertIn(r.status, (200, 404), r.text)
 
     def test_many_connections_then_healthy(self):
         socks = []

@@ -1,0 +1,68 @@
+/* httpd.h: the HTTP/1.1 connection layer under http.c: listening socket,
+ * per-connection read buffer and output queue, request framing
+ * (common/http_parse.h), keep-alive, pipelining (one request at a time, in
+ * order), timeouts and closing.
+ *
+ * Each connection carries ctx_size bytes of storage for the layer above
+ * (http.c's request context), reused from request to request. A dispatched
+ * request is answered exactly once with httpd_reply (or httpd_drop when its
+ * client has gone); the connection's storage lives until then, even when the
+ * socket closed meanwhile (the gone callback said so). */
+#ifndef CREDITD_HTTPD_H
+#define CREDITD_HTTPD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "http_parse.h"
+
+struct event_base;
+struct httpd;
+struct httpd_conn;
+
+/* A request as the connection layer hands it up. */
+struct httpd_request {
+	struct http_parse_head head; /* method, target, headers (C strings) */
+	const char *body;            /* NUL-terminated copy, body_len bytes */
+	size_t body_len;
+	bool body_too_large; /* over max_body: not read; reply 413 */
+	int error_status;    /* framing error: answer it (400, 431, 501, 505) */
+	const char *error;   /* its text */
+};
+
+struct httpd_callbacks {
+	size_t ctx_size;
+	/* A request is complete (or could not be framed: error_status). */
+	void (*request)(struct httpd_conn *c, void *ctx, const struct httpd_request *req,
+	                void *arg);
+	/* The client closed while its request is with the layer above. */
+	void (*gone)(void *ctx, void *arg);
+	/* The connection's storage is about to be freed. */
+	void (*ctx_free)(void *ctx, void *arg);
+	void *arg;
+};
+
+struct httpd *httpd_new(struct event_base *base, const struct httpd_callbacks *cb);
+void httpd_free(struct httpd *d);
+/* Listen on host:port (TCP, nonblocking accept, TCP_NODELAY). 0 or -1. */
+int httpd_listen(struct httpd *d, const char *host, int port);
+void httpd_stop_listening(struct httpd *d);
+/* Limits: bodies over max_body are refused unread; a request not complete
+ * within request_timeout seconds, and a kept-alive connection idle that
+ * long, are closed. */
+void httpd_set_limits(struct httpd *d, size_t max_body, int request_timeout);
+/* Connections that have sent at least one complete request. */
+size_t httpd_nconns(const struct httpd *d);
+
+/* Answer the connection's current request: a status line, the caller's
+ * header lines hdrs[0..hlen) ("Name: value\r\n" each), Content-Length,
+ * Date, Connection, then body (not for HEAD). close: end the connection
+ * after this reply. The connection (and ctx) may be freed on return. */
+void httpd_reply(struct httpd_conn *c, int status, const char *hdrs, size_t hlen, const char *body,
+                 size_t blen, bool close);
+/* Finish a request whose client has gone (nothing is sent). The connection
+ * (and ctx) is freed on return. */
+void httpd_drop(struct httpd_conn *c);
+
+#endif
