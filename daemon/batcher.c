@@ -19,6 +19,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "money.h"
+#include "pgbin.h"
 #include "tz.h"
 #include "xmalloc.h"
 
@@ -476,71 +477,6 @@ batcher_flush(struct batcher *b)
 		lane_flush_now(&b->lanes[k]);
 }
 
-/* A growing text buffer for the array parameters of a flush. */
-struct tbuf {
-	char *p;
-	size_t len, cap;
-};
-
-static void
-tbuf_reserve(struct tbuf *t, size_t more)
-{
-	if (t->len + more + 1 > t->cap) {
-		size_t cap = t->cap ? t->cap : 4096;
-		while (t->len + more + 1 > cap)
-			cap *= 2;
-		t->p = xreallocarray(t->p, cap, 1);
-		t->cap = cap;
-	}
-}
-
-static void
-tbuf_put(struct tbuf *t, const char *s, size_t n)
-{
-	tbuf_reserve(t, n);
-	memcpy(t->p + t->len, s, n);
-	t->len += n;
-	t->p[t->len] = '\0';
-}
-
-static void
-tbuf_ch(struct tbuf *t, char c)
-{
-	tbuf_put(t, &c, 1);
-}
-
-static void
-tbuf_i64(struct tbuf *t, int64_t v)
-{
-	char tmp[24], *q = tmp + sizeof tmp;
-	uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
-
-	do {
-		*--q = (char)('0' + u % 10);
-		u /= 10;
-	} while (u);
-	if (v < 0)
-		*--q = '-';
-	tbuf_put(t, q, (size_t)(tmp + sizeof tmp - q));
-}
-
-/* Array literal element: text, double-quoted with escapes (NULL for NULL). */
-static void
-tbuf_text(struct tbuf *t, const char *s)
-{
-	if (s == NULL) {
-		tbuf_put(t, "NULL", 4);
-		return;
-	}
-	tbuf_ch(t, '"');
-	for (const char *p = s; *p; p++) {
-		if (*p == '"' || *p == '\\')
-			tbuf_ch(t, '\\');
-		tbuf_ch(t, *p);
-	}
-	tbuf_ch(t, '"');
-}
-
 static void
 batch_finish_items(struct batcher *b, struct batch *bt)
 {
@@ -753,18 +689,27 @@ enum {
 	P_ARRAYS /* then p_now, p_month, p_thresholds */
 };
 
-static void
-tbuf_sep(struct tbuf *t, bool first)
-{
-	if (!first)
-		tbuf_ch(t, ',');
-}
+/* The element type of each array parameter. */
+static const uint32_t batcher_param_oid[P_ARRAYS] = {
+    [P_ACCS] = PGBIN_UUID,          [P_AI] = PGBIN_INT4,        [P_IDS] = PGBIN_UUID,
+    [P_AMOUNTS] = PGBIN_INT8,       [P_OCCURRED] = PGBIN_INT8,  [P_PERIODS] = PGBIN_INT4,
+    [P_SERVICES] = PGBIN_TEXT,      [P_DESTS] = PGBIN_TEXT,     [P_QTY] = PGBIN_INT4,
+    [P_FIRST] = PGBIN_BOOL,         [P_ACC_TOTAL] = PGBIN_INT8, [P_ACC_MONTH] = PGBIN_INT8,
+    [P_ACC_MONTH_MIN] = PGBIN_INT8, [P_ACC_LAST] = PGBIN_INT8,  [P_G_AI] = PGBIN_INT4,
+    [P_G_PERIOD] = PGBIN_INT4,      [P_G_SERVICE] = PGBIN_TEXT, [P_G_DEST] = PGBIN_TEXT,
+    [P_G_QTY] = PGBIN_INT8,         [P_G_AMOUNT] = PGBIN_INT8,  [P_G_EVENTS] = PGBIN_INT8,
+    [P_G_UMIN] = PGBIN_INT8,        [P_G_UMAX] = PGBIN_INT8,
+};
 
 /* The array parameters of creditd_ingest_batch for the events of bt (see
- * sql/0013_ingest_speed.sql); month_day: the current billing month. */
-static void
-batcher_params(struct batch *bt, int32_t month_day, struct tbuf p[P_ARRAYS], bool *overflow)
+ * sql/0013_ingest_speed.sql), in PostgreSQL's binary array format (issue 3:
+ * the server copies the elements instead of parsing 80 KB of text a batch);
+ * month_day: the current billing month. false: an id is not a canonical
+ * uuid (cannot happen: events.c and the account cache canonicalize them). */
+static bool
+batcher_params(struct batch *bt, int32_t month_day, struct pgbin p[P_ARRAYS], bool *overflow)
 {
+	bool ok = true;
 	size_t n = bt->n, cap = 16, nacc = 0, ngroups = 0;
 	const char **ev_id = xcalloc(n, sizeof *ev_id);
 	const char **ev_acc = xcalloc(n, sizeof *ev_acc);
@@ -783,7 +728,7 @@ batcher_params(struct batch *bt, int32_t month_day, struct tbuf p[P_ARRAYS], boo
 	sums = xcalloc(n, sizeof *sums);
 	groups = xcalloc(n, sizeof *groups);
 	for (size_t k = 0; k < P_ARRAYS; k++)
-		tbuf_ch(&p[k], '{');
+		pgbin_begin(&p[k], batcher_param_oid[k]);
 	for (size_t i = 0; i < n; i++) {
 		const struct ingest_job *job = bt->items[i].job;
 		size_t idx = bt->items[i].idx, h, a;
@@ -858,55 +803,47 @@ batcher_params(struct batch *bt, int32_t month_day, struct tbuf p[P_ARRAYS], boo
 		if (unit > g->umax)
 			g->umax = unit;
 
-		for (size_t k = P_IDS; k <= P_FIRST; k++)
-			tbuf_sep(&p[k], i == 0);
-		tbuf_put(&p[P_IDS], e->id, 36);
-		tbuf_i64(&p[P_AMOUNTS], e->amount);
-		tbuf_i64(&p[P_OCCURRED], e->occurred);
-		tbuf_i64(&p[P_PERIODS], period);
-		tbuf_text(&p[P_SERVICES], e->service);
-		tbuf_text(&p[P_DESTS], e->destination);
-		tbuf_i64(&p[P_QTY], e->quantity);
-		tbuf_ch(&p[P_FIRST], first ? 't' : 'f');
+		ok = pgbin_uuid(&p[P_IDS], e->id) && ok;
+		pgbin_int8(&p[P_AMOUNTS], e->amount);
+		pgbin_int8(&p[P_OCCURRED], e->occurred);
+		pgbin_int4(&p[P_PERIODS], period);
+		pgbin_text(&p[P_SERVICES], e->service);
+		pgbin_text(&p[P_DESTS], e->destination);
+		pgbin_int4(&p[P_QTY], e->quantity);
+		pgbin_bool(&p[P_FIRST], first);
 	}
 	qsort(accs, nacc, sizeof *accs, acc_ref_cmp);
 	rank = xcalloc(nacc ? nacc : 1, sizeof *rank);
 	for (size_t j = 0; j < nacc; j++) {
 		const struct acc_sum *sum = &sums[accs[j].first];
 		rank[accs[j].first] = j + 1;
-		for (size_t k = P_ACCS; k <= P_ACC_LAST; k++)
-			if (k == P_ACCS || k >= P_ACC_TOTAL)
-				tbuf_sep(&p[k], j == 0);
-		tbuf_put(&p[P_ACCS], accs[j].id, strlen(accs[j].id));
-		tbuf_i64(&p[P_ACC_TOTAL], sum->total);
-		tbuf_i64(&p[P_ACC_MONTH], sum->month);
+		ok = pgbin_uuid(&p[P_ACCS], accs[j].id) && ok;
+		pgbin_int8(&p[P_ACC_TOTAL], sum->total);
+		pgbin_int8(&p[P_ACC_MONTH], sum->month);
 		if (sum->has_month)
-			tbuf_i64(&p[P_ACC_MONTH_MIN], sum->month_min);
+			pgbin_int8(&p[P_ACC_MONTH_MIN], sum->month_min);
 		else
-			tbuf_put(&p[P_ACC_MONTH_MIN], "NULL", 4);
-		tbuf_i64(&p[P_ACC_LAST], sum->last);
+			pgbin_null(&p[P_ACC_MONTH_MIN]);
+		pgbin_int8(&p[P_ACC_LAST], sum->last);
 	}
 	for (size_t i = 0; i < n; i++) {
 		bt->items[i].acc = rank[ev_slot[i]] - 1;
-		tbuf_sep(&p[P_AI], i == 0);
-		tbuf_i64(&p[P_AI], (int64_t)rank[ev_slot[i]]);
+		pgbin_int4(&p[P_AI], (int32_t)rank[ev_slot[i]]);
 	}
 	for (size_t j = 0; j < ngroups; j++) {
 		const struct roll_sum *g = &groups[j];
-		for (size_t k = P_G_AI; k <= P_G_UMAX; k++)
-			tbuf_sep(&p[k], j == 0);
-		tbuf_i64(&p[P_G_AI], (int64_t)rank[g->acc]);
-		tbuf_i64(&p[P_G_PERIOD], g->period);
-		tbuf_text(&p[P_G_SERVICE], g->service);
-		tbuf_text(&p[P_G_DEST], g->destination);
-		tbuf_i64(&p[P_G_QTY], g->qty);
-		tbuf_i64(&p[P_G_AMOUNT], g->amount);
-		tbuf_i64(&p[P_G_EVENTS], g->events);
-		tbuf_i64(&p[P_G_UMIN], g->umin);
-		tbuf_i64(&p[P_G_UMAX], g->umax);
+		pgbin_int4(&p[P_G_AI], (int32_t)rank[g->acc]);
+		pgbin_int4(&p[P_G_PERIOD], g->period);
+		pgbin_text(&p[P_G_SERVICE], g->service);
+		pgbin_text(&p[P_G_DEST], g->destination);
+		pgbin_int8(&p[P_G_QTY], g->qty);
+		pgbin_int8(&p[P_G_AMOUNT], g->amount);
+		pgbin_int8(&p[P_G_EVENTS], g->events);
+		pgbin_int8(&p[P_G_UMIN], g->umin);
+		pgbin_int8(&p[P_G_UMAX], g->umax);
 	}
 	for (size_t k = 0; k < P_ARRAYS; k++)
-		tbuf_ch(&p[k], '}');
+		pgbin_end(&p[k]);
 	free(groups);
 	free(sums);
 	free(rank);
@@ -917,6 +854,7 @@ batcher_params(struct batch *bt, int32_t month_day, struct tbuf p[P_ARRAYS], boo
 	free(ev_slot);
 	free(ev_acc);
 	free(ev_id);
+	return ok;
 }
 
 /* Sends the lane's batch in flight (again, after a deadlock); false when no
@@ -925,17 +863,21 @@ static bool
 lane_send(struct lane *l)
 {
 	struct batch *bt = l->inflight;
-	struct tbuf p[P_ARRAYS];
+	struct pgbin p[P_ARRAYS];
 	char now[24], month[CIVIL_DATE_LEN + 1], thr[THRESHOLDS_PARAM_LEN];
 	const char *params[P_ARRAYS + 3];
-	int lens[P_ARRAYS + 3];
+	int lens[P_ARRAYS + 3], formats[P_ARRAYS + 3];
 	int64_t t = clock_now();
 	int32_t month_day = tz_month_of(t);
 	bool overflow = false;
 	struct db_batch *batch;
 
-	memset(p, 0, sizeof p);
-	batcher_params(bt, month_day, p, &overflow);
+	if (!batcher_params(bt, month_day, p, &overflow)) {
+		log_errorx("ingest: batch of %zu events: an id is not a canonical uuid", bt->n);
+		for (int k = 0; k < P_ARRAYS; k++)
+			pgbin_free(&p[k]);
+		return false;
+	}
 	snprintf(now, sizeof now, "%" PRId64, t);
 	civil_format_date(month_day, month);
 	thresholds_param(l->b->app->cfg, thr);
@@ -944,14 +886,17 @@ lane_send(struct lane *l)
 		bool sums = k >= P_ACC_TOTAL && k <= P_G_UMAX;
 		params[k] = overflow && sums ? NULL : p[k].p;
 		lens[k] = overflow && sums ? 0 : (int)p[k].len;
+		formats[k] = 1; /* binary arrays */
 	}
 	params[P_ARRAYS] = now;
 	params[P_ARRAYS + 1] = month;
 	params[P_ARRAYS + 2] = thr;
-	for (int k = P_ARRAYS; k < P_ARRAYS + 3; k++)
+	for (int k = P_ARRAYS; k < P_ARRAYS + 3; k++) {
 		lens[k] = (int)strlen(params[k]);
+		formats[k] = 0;
+	}
 	batch = db_batch_new();
-	db_batch_add_len(
+	db_batch_add_fmt(
 	    batch,
 	    "SELECT * FROM creditd_ingest_batch($1::uuid[], $2::int[], $3::uuid[], "
 	    "$4::bigint[], $5::bigint[], $6::int[], $7::text[], $8::text[], $9::int[], "
@@ -959,9 +904,9 @@ lane_send(struct lane *l)
 	    "$14::bigint[], $15::int[], $16::int[], $17::text[], $18::text[], "
 	    "$19::bigint[], $20::bigint[], $21::bigint[], $22::bigint[], "
 	    "$23::bigint[], $24::bigint, $25::date, $26::int[])",
-	    P_ARRAYS + 3, params, lens);
+	    P_ARRAYS + 3, params, lens, formats);
 	for (int k = 0; k < P_ARRAYS; k++)
-		free(p[k].p);
+		pgbin_free(&p[k]);
 	l->attempts++;
 	return db_submit(l->b->app->db, batch, lane_flushed, l) == 0;
 }

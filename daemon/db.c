@@ -17,6 +17,7 @@ struct db_stmt {
 	int nparams;
 	char **params;
 	int *lengths;
+	int *formats; /* NULL: all text */
 };
 
 struct db_batch {
@@ -118,6 +119,7 @@ db_batch_free(struct db_batch *b)
 			free(s->params[j]);
 		free(s->params);
 		free(s->lengths);
+		free(s->formats);
 		free(s->sql);
 	}
 	free(b->stmts);
@@ -130,6 +132,13 @@ db_batch_free(struct db_batch *b)
 void
 db_batch_add_len(struct db_batch *b, const char *sql, int nparams, const char *const *params,
                  const int *lengths)
+{
+	db_batch_add_fmt(b, sql, nparams, params, lengths, NULL);
+}
+
+void
+db_batch_add_fmt(struct db_batch *b, const char *sql, int nparams, const char *const *params,
+                 const int *lengths, const int *formats)
 {
 	struct db_stmt *s;
 
@@ -150,6 +159,11 @@ db_batch_add_len(struct db_batch *b, const char *sql, int nparams, const char *c
 		memcpy(s->params[i], params[i], len);
 		s->params[i][len] = '\0';
 		s->lengths[i] = (int)len;
+	}
+	s->formats = NULL;
+	if (formats != NULL && nparams > 0) {
+		s->formats = xcalloc((size_t)nparams, sizeof(int));
+		memcpy(s->formats, formats, (size_t)nparams * sizeof(int));
 	}
 }
 
@@ -739,7 +753,7 @@ db_send(struct db_conn *best, struct db_batch *b, db_cb cb, void *arg)
 	for (int i = 0; i < b->n; i++) {
 		struct db_stmt *s = &b->stmts[i];
 		if (!PQsendQueryParams(best->pg, s->sql, s->nparams, NULL,
-		                       (const char *const *)s->params, s->lengths, NULL, 0)) {
+		                       (const char *const *)s->params, s->lengths, s->formats, 0)) {
 			log_warnx("db[%d]: send failed: %s", best->idx, PQerrorMessage(best->pg));
 			/* the connection is broken: fail everything on it, this batch too */
 			db_conn_enqueue(best, b);

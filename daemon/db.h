@@ -67,6 +67,10 @@ void db_batch_add(struct db_batch *b, const char *sql, int nparams, const char *
 /* Binary-safe variant: lengths given (for large text params such as arrays). */
 void db_batch_add_len(struct db_batch *b, const char *sql, int nparams, const char *const *params,
                       const int *lengths);
+/* And formats (NULL: all text): 1 marks a parameter in PostgreSQL's binary
+ * format (e.g. an array built with common/pgbin.h), 0 text. */
+void db_batch_add_fmt(struct db_batch *b, const char *sql, int nparams, const char *const *params,
+                      const int *lengths, const int *formats);
 /* Submit: takes ownership of b. Returns 0, or -1 when no connection is usable
  * (b is freed and cb is NOT called: answer 503). */
 int db_submit(struct db *db, struct db_batch *b, db_cb cb, void *arg);
