@@ -5,7 +5,7 @@
 #
 # The seeds are copied to a temporary directory first, so the inputs the
 # fuzzer adds never touch the checkout. TARGETs default to all of them
-# (fuzz_decimal fuzz_config fuzz_events). Extra libFuzzer options can be given
+# (fuzz_decimal fuzz_config fuzz_events fuzz_http). Extra libFuzzer options can be given
 # in CREDITD_FUZZ_ARGS (e.g. "-jobs=4 -workers=4" or "-only_ascii=1").
 #
 # Exits non-zero if a target crashes, leaks, times out (5 s per input) or
@@ -22,7 +22,7 @@ case $seconds in
 '' | *[!0-9]*) die "usage: scripts/fuzz.sh [SECONDS [TARGET...]] (SECONDS: a whole number)" ;;
 esac
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(fuzz_decimal fuzz_config fuzz_events)
+[ ${#targets[@]} -gt 0 ] || targets=(fuzz_decimal fuzz_config fuzz_events fuzz_http)
 
 ensure_packages
 command -v clang >/dev/null || die "clang not found (apt-get install clang libclang-rt-14-dev)"
