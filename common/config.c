@@ -9,6 +9,7 @@
  */
 #include "config.h"
 
+#include "hexdigit.h"
 #include "xmalloc.h"
 
 #include <arpa/inet.h>
@@ -287,18 +288,6 @@ static bool
 is_space(char c)
 {
 	return c == ' ' || c == '\t';
-}
-
-static int
-hex_value(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
 }
 
 static bool
@@ -606,11 +595,12 @@ parse_sha256(const char *s, char hex[65], unsigned char bytes[32])
 	if (strlen(s) != 64)
 		return false;
 	for (size_t i = 0; i < 64; i++) {
-		if (hex_value(s[i]) < 0)
+		if (hex_digit_value(s[i]) < 0)
 			return false;
 	}
 	for (size_t i = 0; i < 32; i++)
-		bytes[i] = (unsigned char)(hex_value(s[2 * i]) << 4 | hex_value(s[2 * i + 1]));
+		bytes[i] =
+		    (unsigned char)(hex_digit_value(s[2 * i]) << 4 | hex_digit_value(s[2 * i + 1]));
 	for (size_t i = 0; i < 64; i++)
 		hex[i] = "0123456789abcdef"[(bytes[i / 2] >> (i % 2 == 0 ? 4 : 0)) & 0xf];
 	hex[64] = '\0';

@@ -4,6 +4,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "hexdigit.h"
+
 /* tchar of RFC 9110 5.6.2: the characters of a method or a header name. */
 static bool
 http_tchar(unsigned char ch)
@@ -300,18 +302,6 @@ http_parse_head(char *buf, size_t head_len, struct http_parse_head *h)
 
 /* ---- chunked ---- */
 
-static int
-http_hex(char ch)
-{
-	if (ch >= '0' && ch <= '9')
-		return ch - '0';
-	if (ch >= 'a' && ch <= 'f')
-		return ch - 'a' + 10;
-	if (ch >= 'A' && ch <= 'F')
-		return ch - 'A' + 10;
-	return -1;
-}
-
 int
 http_chunked_decode(struct http_chunked *c, const char *in, size_t len, size_t *consumed, char *out,
                     size_t *outlen)
@@ -323,7 +313,7 @@ http_chunked_decode(struct http_chunked *c, const char *in, size_t len, size_t *
 
 		switch (c->state) {
 		case HTTP_CHUNK_SIZE: {
-			int d = http_hex(ch);
+			int d = hex_digit_value(ch);
 			if (d >= 0) {
 				if (++c->digits > HTTP_CHUNK_MAX_DIGITS)
 					goto bad;

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hexdigit.h"
 #include "xmalloc.h"
 
 #define PGBIN_HEADER 20 /* ndim, flags, oid, length, lower bound */
@@ -98,18 +99,6 @@ pgbin_text(struct pgbin *a, const char *s)
 	memcpy(pgbin_elem(a, (uint32_t)n), s, n);
 }
 
-static int
-pgbin_hex(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 bool
 pgbin_uuid(struct pgbin *a, const char *s)
 {
@@ -123,8 +112,8 @@ pgbin_uuid(struct pgbin *a, const char *s)
 				return false;
 			continue;
 		}
-		hi = pgbin_hex(s[i]);
-		lo = hi < 0 ? -1 : pgbin_hex(s[i + 1]);
+		hi = hex_digit_value(s[i]);
+		lo = hi < 0 ? -1 : hex_digit_value(s[i + 1]);
 		if (lo < 0)
 			return false;
 		b[k++] = (unsigned char)(hi << 4 | lo);
