@@ -1,4 +1,4 @@
-/* http.h: the HTTP server (evhttp), route table dispatch, authentication,
+/* http.h: the HTTP server (daemon/httpd.c), route table dispatch, authentication,
  * request context and JSON replies (R9.5, API.md "Conventions").
  *
  * A handler receives a request context and must answer it exactly once with
