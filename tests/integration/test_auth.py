@@ -254,15 +254,6 @@ class BodyLimit(AuthBase):
         # The daemon still serves after closing those connections.
         self.assertStatus(self.request("GET", "/healthz", token=None), 200)
 
-    def assertRaw413(self, status, headers, raw):
-        # Known libevent 2.1 limitation (README "Design decisions", HTTP
-        # limits): a body more than 1 MiB beyond max_body_bytes is refused by
-        # evhttp itself before the daemon sees the request, with status 413
-        # and libevent's own HTML text (libevent 2.1 has no error callback).
-        # The status and the closed connection are what clients rely on.
-        self.assertEqual(status, 413, raw[:300])
-        self.assertEqual(headers.get("connection", "").lower(), "close", headers)
-
     def assertRaw413Json(self, status, headers, raw):
         self.assertEqual(status, 413, raw[:300])
         self.assertIn("application/json", headers.get("content-type", ""),
@@ -270,17 +261,15 @@ class BodyLimit(AuthBase):
         self.assertIn("x-request-id", headers, headers)
         self.assertEqual(json.loads(raw)["error"]["code"], "too_large", raw[:300])
 
-    # A body larger than max_body_bytes plus the 1 MiB slack that
-    # daemon/http.c gives evhttp (HTTP_BODY_SLACK) is refused by libevent
-    # itself: 413, connection closed, but libevent's HTML text (see
-    # assertRaw413). Bodies up to the slack get the API's JSON 413 (tested above).
+    # A body far over max_body_bytes: refused from its Content-Length,
+    # unread, with the API's JSON 413 and the connection closed (daemon/httpd.c;
+    # evhttp answered this with its own HTML page).
     def test_huge_body_is_413_json(self):
-        # Far over the limit: still the API's JSON error. The server may answer
-        # before reading it all.
         size = 3 * 1024 * 1024
         r = self._send_big(size)
         self.assertIsNotNone(r, "no answer to a 3 MiB body")
-        self.assertRaw413(*r)
+        self.assertRaw413Json(*r)
+        self.assertEqual(r[1].get("connection", "").lower(), "close", r[1])
         self.assertStatus(self.request("GET", "/healthz", token=None), 200)
 
     def _send_big(self, size):
@@ -323,9 +312,6 @@ class BodyLimit(AuthBase):
                    for ln in lines[1:] if b":" in ln}
         return status, headers, rest
 
-    # KNOWN DAEMON BUG (see the report): same as test_huge_body_is_413_json;
-    # a declared Content-Length over max_body_bytes + 1 MiB gets libevent's
-    # HTML 413, not the API's JSON error.
     def test_big_content_length_declared_is_413(self):
         # A Content-Length far over the limit is refused from the header alone.
         head = (f"POST /v1/accounts HTTP/1.1\r\nHost: 127.0.0.1\r\n"
@@ -349,7 +335,8 @@ class BodyLimit(AuthBase):
         self.assertRegex(lines[0], rb"^HTTP/1\.[01] 413 ")
         headers = {ln.split(b":", 1)[0].strip().lower().decode(): ln.split(b":", 1)[1].strip().decode()
                    for ln in lines[1:] if b":" in ln}
-        self.assertRaw413(413, headers, body)
+        self.assertRaw413Json(413, headers, body)
+        self.assertEqual(headers.get("connection", "").lower(), "close", headers)
 
 
 class NoTestClock(AuthBase):
