@@ -130,7 +130,9 @@ static const struct cf_key cf_keys[] = {
     K_INT("server", "max_connections", "1024", NO_RELOAD, max_connections, 1, 100000,
           "concurrent HTTP connections; more are refused"),
     K_INT("server", "request_timeout_seconds", "30", CF_RELOAD, request_timeout_seconds, 1, 3600,
-          "HTTP read/write timeout per request"),
+          "a request must arrive completely within this time from its first byte; idle "
+          "kept-alive connections and clients that do not read their answer are closed "
+          "after it"),
 
     /* [database] */
     K_STR("database", "conninfo", NULL, NO_RELOAD | CF_SECRET, database_conninfo, SHAPE_NONEMPTY,
