@@ -12,14 +12,7 @@
 static void
 pgbin_reserve(struct pgbin *a, size_t more)
 {
-	size_t cap = a->cap ? a->cap : 4096;
-
-	if (a->len + more <= a->cap)
-		return;
-	while (cap < a->len + more)
-		cap *= 2;
-	a->p = xreallocarray(a->p, cap, 1);
-	a->cap = cap;
+	xreserve(&a->p, &a->cap, a->len + more, 4096);
 }
 
 static void

@@ -52,6 +52,22 @@ xreallocarray(void *ptr, size_t nmemb, size_t size)
 	return p;
 }
 
+void
+xreserve(char **buf, size_t *cap, size_t need, size_t first)
+{
+	size_t n = *cap ? *cap : first ? first : 1;
+
+	if (need <= *cap)
+		return;
+	while (n < need) {
+		if (n > SIZE_MAX / 2)
+			xmalloc_die("xreserve overflow", SIZE_MAX);
+		n *= 2;
+	}
+	*buf = xreallocarray(*buf, 1, n);
+	*cap = n;
+}
+
 char *
 xstrdup(const char *s)
 {

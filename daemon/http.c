@@ -227,13 +227,7 @@ http_reply_add_header(struct http_req *r, const char *name, const char *value)
 	/* as evhttp_add_header: no header splitting */
 	if (strpbrk(name, "\r\n:") != NULL || strpbrk(value, "\r\n") != NULL)
 		return;
-	if (r->hlen + nlen + vlen + 4 > r->hcap) {
-		size_t cap = r->hcap ? r->hcap : 256;
-		while (cap < r->hlen + nlen + vlen + 4)
-			cap *= 2;
-		r->hdrs = xreallocarray(r->hdrs, 1, cap);
-		r->hcap = cap;
-	}
+	xreserve(&r->hdrs, &r->hcap, r->hlen + nlen + vlen + 4, 256);
 	memcpy(r->hdrs + r->hlen, name, nlen);
 	r->hlen += nlen;
 	r->hdrs[r->hlen++] = ':';
@@ -249,13 +243,7 @@ http_json_writer(const char *data, size_t size, void *arg)
 {
 	struct http_req *r = arg;
 
-	if (r->olen + size > r->ocap) {
-		size_t cap = r->ocap ? r->ocap : 1024;
-		while (cap < r->olen + size)
-			cap *= 2;
-		r->out = xreallocarray(r->out, 1, cap);
-		r->ocap = cap;
-	}
+	xreserve(&r->out, &r->ocap, r->olen + size, 1024);
 	memcpy(r->out + r->olen, data, size);
 	r->olen += size;
 	return 0;

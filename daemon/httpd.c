@@ -102,14 +102,7 @@ static void httpd_conn_process(struct httpd_conn *c);
 static void
 httpd_reserve(char **buf, size_t *cap, size_t need)
 {
-	size_t n = *cap ? *cap : 256;
-
-	if (need <= *cap)
-		return;
-	while (n < need)
-		n *= 2;
-	*buf = xreallocarray(*buf, 1, n);
-	*cap = n;
+	xreserve(buf, cap, need, 256);
 }
 
 static void
