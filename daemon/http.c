@@ -47,7 +47,6 @@ struct http_server {
 	int nroutes;
 	const char **route_names;
 	struct http_route_key *keys;
-	size_t max_body;
 	int max_conns;
 	size_t active;
 	uint64_t next_rid;
@@ -581,7 +580,7 @@ http_dispatch(struct httpd_conn *conn, void *ctx, const struct httpd_request *in
 			return;
 		}
 	}
-	if (in->body_too_large || in->body_len > s->max_body) {
+	if (in->body_too_large) {
 		/* refused unread (httpd): the connection closes after the answer */
 		http_reply_add_header(r, "Connection", "close");
 		http_reply_error(r, 413, "too_large", "request body too large", NULL);
@@ -663,7 +662,6 @@ http_server_apply_config(struct http_server *s)
 {
 	const struct config *cfg = s->app->cfg;
 
-	s->max_body = cfg->max_body_bytes;
 	s->max_conns = cfg->max_connections;
 	httpd_set_limits(s->httpd, cfg->max_body_bytes, cfg->request_timeout_seconds);
 }
