@@ -98,20 +98,23 @@ service_rollover_task(struct sched *s, int64_t due, void *arg)
 {
 	struct app *app = arg;
 	struct rollover_run *run = xcalloc(1, sizeof *run);
-	char month[CIVIL_DATE_LEN], at[24], thr[THRESHOLDS_PARAM_LEN];
+	char month[CIVIL_DATE_LEN], start[24], at[24], thr[THRESHOLDS_PARAM_LEN];
+	int32_t month_day = tz_month_of(due);
 
 	run->app = app;
 	run->sched = s;
-	civil_format_date(tz_month_of(due), month);
+	civil_format_date(month_day, month);
+	usec_param(tz_day_start(month_day), start);
 	usec_param(clock_now(), at);
 	thresholds_param(app->cfg, thr);
-	const char *p[] = {month, thr, at};
+	const char *p[] = {month, start, thr, at};
 	struct db_batch *b = db_batch_new();
 	/* only the accounts moved to the new month are re-read */
 	db_batch_add(b,
 	             "SELECT " ACACHE_COLUMNS " FROM account_view WHERE id IN (SELECT "
-	             "creditd_month_rollover_accounts($1::date, $2::int[], creditd_ts($3)))",
-	             3, p);
+	             "creditd_month_rollover_accounts($1::date, creditd_ts($2), $3::int[], "
+	             "creditd_ts($4)))",
+	             4, p);
 	if (db_submit(app->db, b, service_rollover_done, run) != 0) {
 		free(run);
 		/* retry soon; the task stays idempotent */

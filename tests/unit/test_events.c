@@ -126,13 +126,126 @@ test_uuid_canon(void **state)
 	assert_false(events_uuid_canon("ghcdef01-2345-4789-8abc-def012345678", out));
 }
 
+/* The boundaries of each field, on both parsers (the fast path and jansson
+ * must agree): amount up to 1,000,000 (EVENTS_MAX_AMOUNT), quantity up to
+ * INT32_MAX, service and destination 1..64 characters, occurred_at from
+ * exactly max_event_age ago to exactly max_future_skew ahead. */
+#define EV(extra, occ)                                                                             \
+	"{\"id\":\"" ID1 "\",\"account\":\"ext:C-1\",\"occurred_at\":\"" occ "\"," extra "}"
+#define S64 "ssssssssssssssssssssssssssssssssssssssssssssssssssssssssssssssss"
+
+static void
+expect_both(const char *event, enum event_verdict v, int64_t amount, int32_t quantity)
+{
+	char body[1024], err[200];
+	struct event_batch b;
+
+	snprintf(body, sizeof body, "[%s]", event);
+	for (int jansson = 0; jansson < 2; jansson++) {
+		int rc = jansson
+		             ? events_parse_jansson(body, strlen(body), false, 10, &W, &b, err,
+		                                    sizeof err)
+		             : events_parse(body, strlen(body), false, 10, &W, &b, err, sizeof err);
+		assert_int_equal(rc, EVENTS_PARSE_OK);
+		assert_int_equal(b.n, 1);
+		if (b.ev[0].verdict != v)
+			fail_msg("%s (%s): verdict %d, want %d (%s)", event,
+			         jansson ? "jansson" : "fast", b.ev[0].verdict, v, b.ev[0].why);
+		if (v == EVENT_OK) {
+			assert_int_equal(b.ev[0].amount, amount);
+			assert_int_equal(b.ev[0].quantity, quantity);
+		} else {
+			assert_true(b.ev[0].why[0] != '\0'); /* a reason for the sender */
+		}
+		events_free(&b);
+	}
+}
+
+static void
+test_field_boundaries(void **state)
+{
+	(void)state;
+	/* amount: 1,000,000 is the largest; one micro-unit more is refused */
+	expect_both(EV("\"amount\":\"1000000\",\"service\":\"sms\"", "2026-01-15T09:00:00Z"),
+	            EVENT_OK, INT64_C(1000000000000), 1);
+	expect_both(EV("\"amount\":\"1000000.000001\",\"service\":\"sms\"", "2026-01-15T09:00:00Z"),
+	            EVENT_INVALID_AMOUNT, 0, 0);
+	expect_both(EV("\"amount\":\"0.000001\",\"service\":\"sms\"", "2026-01-15T09:00:00Z"),
+	            EVENT_OK, 1, 1);
+	expect_both(EV("\"amount\":\"-0\",\"service\":\"sms\"", "2026-01-15T09:00:00Z"),
+	            EVENT_INVALID_AMOUNT, 0, 0);
+	expect_both(EV("\"amount\":null,\"service\":\"sms\"", "2026-01-15T09:00:00Z"),
+	            EVENT_INVALID_AMOUNT, 0, 0);
+	/* quantity */
+	expect_both(EV("\"amount\":\"1\",\"service\":\"sms\",\"quantity\":2147483647",
+	               "2026-01-15T09:00:00Z"),
+	            EVENT_OK, 1000000, INT32_MAX);
+	expect_both(EV("\"amount\":\"1\",\"service\":\"sms\",\"quantity\":2147483648",
+	               "2026-01-15T09:00:00Z"),
+	            EVENT_INVALID_FIELD, 0, 0);
+	expect_both(
+	    EV("\"amount\":\"1\",\"service\":\"sms\",\"quantity\":\"2\"", "2026-01-15T09:00:00Z"),
+	    EVENT_INVALID_FIELD, 0, 0);
+	expect_both(
+	    EV("\"amount\":\"1\",\"service\":\"sms\",\"quantity\":1.0", "2026-01-15T09:00:00Z"),
+	    EVENT_INVALID_FIELD, 0, 0);
+	/* service and destination: 1..64 */
+	expect_both(EV("\"amount\":\"1\",\"service\":\"" S64 "\"", "2026-01-15T09:00:00Z"),
+	            EVENT_OK, 1000000, 1);
+	expect_both(EV("\"amount\":\"1\",\"service\":\"" S64 "s\"", "2026-01-15T09:00:00Z"),
+	            EVENT_INVALID_FIELD, 0, 0);
+	expect_both(EV("\"amount\":\"1\",\"service\":\"\"", "2026-01-15T09:00:00Z"),
+	            EVENT_INVALID_FIELD, 0, 0);
+	expect_both(
+	    EV("\"amount\":\"1\",\"service\":\"sms\",\"destination\":null", "2026-01-15T09:00:00Z"),
+	    EVENT_OK, 1000000, 1);
+	expect_both(
+	    EV("\"amount\":\"1\",\"service\":\"sms\",\"destination\":\"\"", "2026-01-15T09:00:00Z"),
+	    EVENT_INVALID_FIELD, 0, 0);
+	expect_both(EV("\"amount\":\"1\",\"service\":\"sms\",\"destination\":\"D E\"",
+	               "2026-01-15T09:00:00Z"),
+	            EVENT_INVALID_FIELD, 0, 0);
+	/* time window: exactly 35 days old and exactly 300 s ahead are in */
+	expect_both(EV("\"amount\":\"1\",\"service\":\"sms\"", "2025-12-11T10:00:00Z"), EVENT_OK,
+	            1000000, 1);
+	expect_both(EV("\"amount\":\"1\",\"service\":\"sms\"", "2025-12-11T09:59:59.999999Z"),
+	            EVENT_INVALID_TIME, 0, 0);
+	expect_both(EV("\"amount\":\"1\",\"service\":\"sms\"", "2026-01-15T11:05:00+01:00"),
+	            EVENT_OK, 1000000, 1);
+	expect_both(EV("\"amount\":\"1\",\"service\":\"sms\"", "2026-01-15T11:05:00.000001+01:00"),
+	            EVENT_INVALID_TIME, 0, 0);
+	/* the account: a string */
+	expect_both("{\"id\":\"" ID1 "\",\"account\":7,\"amount\":\"1\","
+	            "\"occurred_at\":\"2026-01-15T09:00:00Z\",\"service\":\"sms\"}",
+	            EVENT_INVALID_FIELD, 0, 0);
+}
+
+static void
+test_ndjson_limits(void **state)
+{
+	struct event_batch b;
+	char err[200];
+	const char *two = OK_EVENT(ID1, "\"1\"") "\n" OK_EVENT(ID1, "\"2\"") "\n";
+
+	(void)state;
+	assert_int_equal(events_parse(two, strlen(two), true, 1, &W, &b, err, sizeof err),
+	                 EVENTS_PARSE_TOO_MANY);
+	assert_int_equal(events_parse(two, strlen(two), true, 2, &W, &b, err, sizeof err),
+	                 EVENTS_PARSE_OK);
+	assert_int_equal(b.n, 2);
+	assert_int_equal(b.ev[1].amount, 2000000);
+	events_free(&b);
+	assert_int_equal(events_parse("\n \r\n", 4, true, 2, &W, &b, err, sizeof err),
+	                 EVENTS_PARSE_EMPTY);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_shapes),
-	    cmocka_unit_test(test_bad_events),
-	    cmocka_unit_test(test_uuid_canon),
+	    cmocka_unit_test(test_shapes),        cmocka_unit_test(test_bad_events),
+	    cmocka_unit_test(test_uuid_canon),    cmocka_unit_test(test_field_boundaries),
+	    cmocka_unit_test(test_ndjson_limits),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
