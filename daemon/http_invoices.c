@@ -383,10 +383,19 @@ invoice_html(struct evbuffer *out, const json_t *inv)
 		evbuffer_add_printf(out, "</tbody>\n</table>\n");
 	}
 
-	/* payment reference: the invoice number */
+	/* payment reference: the invoice number. A balance of zero or below
+	 * (a correcting line can make an invoice negative, R6.4) asks for
+	 * nothing; below zero it is in the customer's favour. */
 	balance = str_of(inv, "balance");
-	if (balance[strspn(balance, "0.")] == '\0') {
+	if (*balance == '-' || balance[strspn(balance, "0.")] == '\0') {
 		evbuffer_add_printf(out, "<p class=\"payment\">Nothing is due on this invoice.");
+		if (*balance == '-' && balance[1 + strspn(balance + 1, "0.")] != '\0') {
+			evbuffer_add_printf(out, " In your favour: ");
+			html_field(out, inv, "currency");
+			evbuffer_add_printf(out, " ");
+			html_text(out, balance + 1);
+			evbuffer_add_printf(out, ".");
+		}
 	} else {
 		evbuffer_add_printf(out, "<p class=\"payment\">Please pay ");
 		html_field(out, inv, "currency");

@@ -23,6 +23,9 @@
 /* How far ahead of now a received_at may lie (clock skew of the bank feed). */
 #define PAYMENT_FUTURE_SKEW_US INT64_C(300000000)
 
+/* PostgreSQL's numeric_value_out_of_range (bigint overflow). */
+#define SQLSTATE_OUT_OF_RANGE "22003"
+
 /* One payment_view row as the API shows it. */
 static json_t *
 payment_json(const PGresult *pg, int row)
@@ -51,6 +54,14 @@ payments_created_cb(const struct db_result *res, void *arg)
 	const PGresult *pay, *acc;
 
 	if (!db_result_ok(res)) {
+		/* R1.1: the amount would take the account's balances past int64
+		 * micro-units (numeric_value_out_of_range); nothing was booked */
+		if (!db_result_unavailable(res) &&
+		    strcmp(db_result_sqlstate(res), SQLSTATE_OUT_OF_RANGE) == 0) {
+			http_reply_error(r, 400, "validation_failed",
+			                 "amount: too large for the account's balances", "amount");
+			return;
+		}
 		http_reply_db_error(r, res);
 		return;
 	}
