@@ -181,6 +181,11 @@ interest_compute(const struct interest_input *in, int32_t from, int32_t to,
 			next = next_year(d);
 		if (anniv < next)
 			next = anniv;
+		/* a fixed rule starts on its valid_from day (the others at a half-year) */
+		if (rule != NULL && rule->mode == RATETABLE_FIXED &&
+		    rule->valid_from != CIVIL_DAY_NONE && d < rule->valid_from &&
+		    rule->valid_from < next)
+			next = rule->valid_from;
 		if (d < from && from < next)
 			next = from;
 
@@ -190,15 +195,18 @@ interest_compute(const struct interest_input *in, int32_t from, int32_t to,
 			                              NULL, NULL);
 			if (rc == RATETABLE_ERANGE)
 				goto overflow;
-			if (rc < 0) {
+			if (rc == RATETABLE_ENOVALUE && in->fallback_contractual) {
+				/* no statutory rate for these days: the contract's (R6.5) */
+				if (d >= from)
+					out->missing_days += next - d;
+			} else if (rc < 0) {
 				civil_format_date(d, buf);
 				interest_result_free(out);
 				out->total = 0;
 				return fail(errbuf, errlen, INTEREST_ENORATE,
 				            "jurisdiction %s: no statutory rate for %s",
 				            in->jurisdiction, buf);
-			}
-			if (stat >= rate) {
+			} else if (stat >= rate) {
 				rate = stat;
 				source = INTEREST_STATUTORY;
 			}

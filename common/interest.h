@@ -72,6 +72,11 @@ struct interest_input {
 	const char *jurisdiction; /* NULL or "" for none */
 	enum daycount daycount;
 	const struct ratetable *rates; /* may be NULL: contractual only */
+	/* A day for which the jurisdiction's rule has no statutory rate (before the
+	 * rule's valid_from, or before its series' first value): false fails with
+	 * INTEREST_ENORATE; true takes the contractual rate for that day only (the
+	 * other days keep their statutory rate) and counts it in missing_days. */
+	bool fallback_contractual;
 };
 
 struct interest_period {
@@ -89,6 +94,8 @@ struct interest_result {
 	size_t nperiods;
 	interest_exact_t total; /* exact sum of the periods */
 	bool has_rule;          /* the jurisdiction has a statutory rule */
+	int32_t missing_days;   /* days at the contractual rate for lack of a statutory
+	                           rate (fallback_contractual) */
 };
 
 /*

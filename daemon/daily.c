@@ -54,6 +54,7 @@ struct daily_run {
 	struct job_run *run;
 	struct app *app;
 	int32_t day;
+	int32_t accrue_to; /* accruals run to here: the later of day and today (R6.4) */
 	char at[24];
 	int pending;          /* page sequences still running */
 	int parts;            /* overdue parts still running */
@@ -65,6 +66,7 @@ struct daily_run {
 
 static void daily_interest_page(struct daily_chain *c);
 static void daily_chain_done(struct daily_run *d);
+static void daily_rates_ready(void *arg);
 
 static void
 daily_end(struct daily_run *d, const char *error)
@@ -151,6 +153,43 @@ sb_close(struct sbuf *b)
 	return b->s;
 }
 
+/* Half away from zero of v / d (d > 0). */
+static interest_exact_t
+daily_div_round(interest_exact_t v, interest_exact_t d)
+{
+	interest_exact_t q = v / d, r = v % d;
+
+	if (r < 0)
+		r = -r;
+	if (2 * r >= d)
+		q += v < 0 ? -1 : 1;
+	return q;
+}
+
+/*
+ * The micro-units stored for a month's exact interest: the exact amount
+ * rounded to micro-units, except one micro-unit nearer zero when that
+ * rounding lands on a half of the currency's minor unit that the exact
+ * amount does not reach (0.014999671 EUR -> 0.015000 would post as 0.02).
+ * Posting rounds the stored micro-units to the currency once per line
+ * (creditd_round), so a line is the exact amount rounded once (R1.3, R6.3).
+ */
+static int
+daily_post_micro(interest_exact_t exact, int exp, int64_t *micro)
+{
+	interest_exact_t unit = 1;
+
+	if (interest_round_micro(exact, micro) != 0)
+		return -1;
+	if (exp < 0 || exp >= 6)
+		return 0;
+	for (int k = exp; k < 6; k++)
+		unit *= 10;
+	if (daily_div_round(exact, unit * INTEREST_DENOM) != daily_div_round(*micro, unit))
+		*micro += exact < 0 ? 1 : -1;
+	return 0;
+}
+
 /* The stored accrual of a month: NULL when none, else its exact value in
  * stored ("day:exact,..." with day = the month's first day), *len set. */
 static const char *
@@ -190,9 +229,11 @@ daily_invoice(struct daily_run *d, const PGresult *pg, int row, struct daily_sto
 	int32_t from = (int32_t)col_i64(pg, row, col(pg, "due_day")) + 1;
 	int32_t month = civil_month_start(from);
 	const char *stored = PQgetvalue(pg, row, col(pg, "stored"));
+	int exp = (int)col_i64(pg, row, col(pg, "currency_exp"));
+	bool late = false; /* a usage balance on a day after the due date */
 	char buf[48];
 
-	while (month <= d->day) {
+	while (month <= d->accrue_to) {
 		int32_t next, lo, hi;
 		struct interest_result res;
 		int64_t micro;
@@ -201,13 +242,15 @@ daily_invoice(struct daily_run *d, const PGresult *pg, int row, struct daily_sto
 
 		civil_add_months(month, 1, &next);
 		lo = from > month ? from : month;
-		hi = next - 1 < d->day ? next - 1 : d->day;
+		hi = next - 1 < d->accrue_to ? next - 1 : d->accrue_to;
 		if (interest_calc(d->app, pg, row, lo, hi, &res) != 0)
 			break;
+		if (res.nperiods > 0) /* periods are days with a positive base */
+			late = true;
 		daily_exact_text(res.total, buf);
 		old = daily_stored(stored, month, &olen);
 		if ((old == NULL || olen != strlen(buf) || memcmp(old, buf, olen) != 0) &&
-		    interest_round_micro(res.total, &micro) == 0) {
+		    daily_post_micro(res.total, exp, &micro) == 0) {
 			char ms[CIVIL_DATE_LEN];
 			sb_add(&st->inv, id);
 			civil_format_date(month, ms);
@@ -226,8 +269,10 @@ daily_invoice(struct daily_run *d, const PGresult *pg, int row, struct daily_sto
 		int64_t comp = 0;
 		char cur[4] = "";
 		const char *known = PQgetvalue(pg, row, col(pg, "compensation_known"));
-		/* interest-only invoices bear no compensation: principal > 0 */
-		if (cfg->compensation && principal > 0 && known[0] == 'f' && tbl != NULL &&
+		/* interest-only invoices bear no compensation: principal > 0; nor
+		 * does an invoice whose usage was paid (or credited) by its due
+		 * date: it was never late (R6.2, R6.5) */
+		if (cfg->compensation && principal > 0 && late && known[0] == 'f' && tbl != NULL &&
 		    ratetable_compensation(tbl, jur, principal, &comp, cur) == 0 && comp > 0 &&
 		    strcmp(cur, PQgetvalue(pg, row, col(pg, "currency"))) == 0) {
 			snprintf(buf, sizeof buf, "%" PRId64, comp);
@@ -467,7 +512,30 @@ daily_start(struct job_run *run)
 	d->run = run;
 	d->app = job_run_app(run);
 	d->day = job_run_day(run);
+	/* A run for an earlier date (POST /v1/jobs/daily {"date"}) sends that
+	 * day's notices, but a month's accrual is the same whichever day's job
+	 * stores it: through today, never cut back to an earlier day, which an
+	 * invoice run would otherwise post short and correct a month later. */
+	d->accrue_to = tz_day_of(clock_now());
+	if (d->accrue_to < d->day)
+		d->accrue_to = d->day;
 	usec_param(clock_now(), d->at);
+	/* the rules first: fresh (a lost notification cannot leave them stale),
+	 * and loaded at all (a run right after the start must not accrue at the
+	 * contractual rate for want of them); also the accounts without a rule,
+	 * for /metrics (R6.5) */
+	rates_reload_then(d->app->rates, daily_rates_ready, d);
+}
+
+static void
+daily_rates_ready(void *arg)
+{
+	struct daily_run *d = arg;
+
+	if (rates_table(d->app->rates) == NULL) {
+		daily_end(d, "statutory rates not loaded");
+		return;
+	}
 	const char *p[] = {d->at};
 	struct db_batch *b = db_batch_new();
 	db_batch_add(b, "SELECT creditd_daily_reevaluate(creditd_ts($1))", 1, p);

@@ -18,6 +18,7 @@
 #include "jsonfield.h"
 #include "money.h"
 #include "rate.h"
+#include "rates.h"
 #include "service.h"
 #include "tz.h"
 
@@ -53,6 +54,10 @@ interest_get_cb(const struct db_result *res, void *arg)
 	pg = db_result_get(res, 0);
 	if (PQntuples(pg) == 0) {
 		http_reply_error(r, 404, "not_found", "invoice not found", NULL);
+		return;
+	}
+	if (rates_table(http_req_app(r)->rates) == NULL) {
+		http_reply_unavailable(r); /* the statutory rates are not loaded yet */
 		return;
 	}
 	as_of = tz_day_of(clock_now());
@@ -171,9 +176,17 @@ http_interest_reactivation(struct http_req *r)
 		http_reply_error(r, 404, "not_found", "account not found", NULL);
 		return;
 	}
-	/* N working days later, at the same time of day */
+	/* N working days later, at the same local time of day (a daylight
+	 * saving change in between does not move it by an hour; only a request
+	 * made on the day of a change itself may be an hour off) */
 	civil_add_working_days(tz_day_of(now), app->cfg->reactivation_working_days, &eff_day);
-	eff = now + (int64_t)(eff_day - tz_day_of(now)) * INT64_C(86400000000);
+	eff = now;
+	if (eff_day != tz_day_of(now)) {
+		int64_t since = now - tz_day_start(tz_day_of(now));
+
+		eff = tz_local_time(eff_day, (int)(since / INT64_C(60000000))) +
+		      since % INT64_C(60000000);
+	}
 	uuid_generate_random(u);
 	uuid_unparse_lower(u, rid);
 	usec_param(eff, effs);

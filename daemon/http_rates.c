@@ -3,6 +3,7 @@
 
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "app.h"
@@ -16,6 +17,7 @@
 #include "rates.h"
 #include "ratetable.h"
 #include "tz.h"
+#include "xmalloc.h"
 
 static json_t *
 j_rate(int32_t r)
@@ -115,12 +117,27 @@ source_ok(const char *s)
 	return true;
 }
 
+/* A PUT's answer, sent once the table in memory holds the new value. */
+struct reference_put {
+	struct http_req *r;
+	json_t *body;
+};
+
+static void
+reference_put_done(void *arg)
+{
+	struct reference_put *p = arg;
+
+	http_reply_json(p->r, 200, p->body);
+	free(p);
+}
+
 static void
 reference_cb(const struct db_result *res, void *arg)
 {
 	struct http_req *r = arg;
 	const PGresult *pg;
-	json_t *values;
+	json_t *values, *out;
 
 	if (!db_result_ok(res)) {
 		http_reply_db_error(r, res);
@@ -136,11 +153,18 @@ reference_cb(const struct db_result *res, void *arg)
 		json_array_append_new(
 		    values, json_pack("{s:o, s:o, s:o}", "effective_date", j_date_col(pg, i, 0),
 		                      "rate", j_rate_col(pg, i, 1), "note", j_text_col(pg, i, 2)));
-	/* after a PUT the table in memory follows */
-	if (db_result_count(res) > 1)
-		rates_reload(http_req_app(r)->rates);
-	http_reply_json(
-	    r, 200, json_pack("{s:s, s:o}", "source", http_req_capture(r, 0), "values", values));
+	out = json_pack("{s:s, s:o}", "source", http_req_capture(r, 0), "values", values);
+	/* after a PUT the table in memory follows before the answer, so that a
+	 * statutory rate read (or a daily job) right after it sees the value */
+	if (db_result_count(res) > 1) {
+		struct reference_put *p = xcalloc(1, sizeof *p);
+
+		p->r = r;
+		p->body = out;
+		rates_reload_then(http_req_app(r)->rates, reference_put_done, p);
+		return;
+	}
+	http_reply_json(r, 200, out);
 }
 
 #define REFERENCE_SELECT                                                                           \

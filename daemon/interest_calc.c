@@ -59,15 +59,18 @@ interest_calc(struct app *app, const PGresult *pg, int row, int32_t from, int32_
 	    /* config and engine list the conventions in the same order */
 	    .daycount = (enum daycount)app->cfg->day_count,
 	    .rates = rates_table(app->rates),
+	    /* R6.5: a day without statutory rate data (HR before 2023, a series
+	     * not shipped that far back) bears the contractual rate; the other
+	     * days keep theirs, so that any date range gives the same answer (R6.4) */
+	    .fallback_contractual = true,
 	};
 	char err[160];
 	int rc = interest_compute(&in, from, to, out, err, sizeof err);
 
-	if (rc != 0 && rc != INTEREST_EINVAL && rc != INTEREST_ERANGE) {
-		log_warnx("interest: invoice %s: %s; using the contractual rate", id, err);
-		in.jurisdiction = NULL;
-		rc = interest_compute(&in, from, to, out, err, sizeof err);
-	}
+	if (rc == 0 && out->missing_days > 0)
+		log_warnx("interest: invoice %s: jurisdiction %s has no statutory rate for %d "
+		          "days; the contractual rate applies to them",
+		          id, in.jurisdiction, (int)out->missing_days);
 	if (rc != 0)
 		log_errorx("interest: invoice %s: %s", id, err);
 	free(changes);

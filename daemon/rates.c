@@ -1,6 +1,8 @@
 /* rates.c: load statutory_rules and reference_rates into a ratetable. */
 #include "rates.h"
 
+#include <event2/buffer.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -9,13 +11,57 @@
 #include "db.h"
 #include "http_util.h"
 #include "log.h"
+#include "metrics.h"
 #include "ratetable.h"
 #include "xmalloc.h"
+
+/* Accounts (not terminated) of one jurisdiction without a statutory rule. */
+struct rates_norule {
+	char jurisdiction[16];
+	long accounts;
+};
 
 struct rates {
 	struct app *app;
 	struct ratetable *tbl;
+	struct rates_norule *norule; /* as of the last load */
+	size_t nnorule;
+	bool norule_known;
 };
+
+/* One reload and who waits for it. */
+struct rates_load {
+	struct rates *r;
+	void (*done)(void *arg);
+	void *arg;
+};
+
+/* R6.5: "a jurisdiction with no rule uses the contractual rate, and the
+ * metrics say so": accounts per such jurisdiction, as of the last load (at
+ * start, after a reference value changed, and at each daily job). */
+static void
+rates_metrics(struct evbuffer *out, void *arg)
+{
+	const struct rates *r = arg;
+
+	if (!r->norule_known)
+		return;
+	evbuffer_add_printf(out, "# HELP creditd_accounts_without_statutory_rule Accounts (not "
+	                         "terminated) whose jurisdiction has no statutory rule: the "
+	                         "contractual rate applies (R6.5).\n"
+	                         "# TYPE creditd_accounts_without_statutory_rule gauge\n");
+	for (size_t i = 0; i < r->nnorule; i++)
+		evbuffer_add_printf(out,
+		                    "creditd_accounts_without_statutory_rule{jurisdiction=\"%s\"} "
+		                    "%ld\n",
+		                    r->norule[i].jurisdiction, r->norule[i].accounts);
+	if (r->tbl != NULL)
+		evbuffer_add_printf(out,
+		                    "# HELP creditd_statutory_rules Statutory rules loaded.\n"
+		                    "# TYPE creditd_statutory_rules gauge\n"
+		                    "creditd_statutory_rules %zu\n",
+		                    ratetable_rule_count(r->tbl));
+}
 
 struct rates *
 rates_new(struct app *app)
@@ -23,6 +69,8 @@ rates_new(struct app *app)
 	struct rates *r = xcalloc(1, sizeof *r);
 
 	r->app = app;
+	if (app->metrics != NULL)
+		metrics_add_writer(app->metrics, rates_metrics, r);
 	return r;
 }
 
@@ -32,6 +80,7 @@ rates_free(struct rates *r)
 	if (r == NULL)
 		return;
 	ratetable_free(r->tbl);
+	free(r->norule);
 	free(r);
 }
 
@@ -50,19 +99,47 @@ rates_opt(const PGresult *pg, int row, const char *name)
 }
 
 static void
+rates_load_end(struct rates_load *l)
+{
+	if (l->done != NULL)
+		l->done(l->arg);
+	free(l);
+}
+
+static void
+rates_loaded_norule(struct rates *r, const PGresult *pg)
+{
+	int n = PQntuples(pg);
+
+	free(r->norule);
+	r->norule = xcalloc((size_t)n + 1, sizeof *r->norule);
+	r->nnorule = 0;
+	for (int i = 0; i < n; i++) {
+		struct rates_norule *e = &r->norule[r->nnorule++];
+
+		snprintf(e->jurisdiction, sizeof e->jurisdiction, "%s", PQgetvalue(pg, i, 0));
+		e->accounts = (long)col_i64(pg, i, 1);
+	}
+	r->norule_known = true;
+}
+
+static void
 rates_loaded(const struct db_result *res, void *arg)
 {
-	struct rates *r = arg;
+	struct rates_load *l = arg;
+	struct rates *r = l->r;
 	const PGresult *vals, *rules;
 	struct ratetable *tbl;
 	char err[256];
 
 	if (!db_result_ok(res)) {
 		log_warnx("statutory rates: cannot load: %s", db_result_error(res));
+		rates_load_end(l);
 		return;
 	}
 	vals = db_result_get(res, 0);
 	rules = db_result_get(res, 1);
+	rates_loaded_norule(r, db_result_get(res, 2));
 	tbl = ratetable_new();
 	for (int i = 0; i < PQntuples(vals); i++)
 		if (ratetable_add_value(tbl, PQgetvalue(vals, i, 0), (int32_t)col_i64(vals, i, 1),
@@ -98,12 +175,24 @@ rates_loaded(const struct db_result *res, void *arg)
 	r->tbl = tbl;
 	log_info("statutory rates: %zu rules, %zu reference series", ratetable_rule_count(tbl),
 	         ratetable_series_count(tbl));
+	rates_load_end(l);
 }
 
 void
 rates_reload(struct rates *r)
 {
+	rates_reload_then(r, NULL, NULL);
+}
+
+void
+rates_reload_then(struct rates *r, void (*done)(void *arg), void *arg)
+{
 	struct db_batch *b = db_batch_new();
+	struct rates_load *l = xcalloc(1, sizeof *l);
+
+	l->r = r;
+	l->done = done;
+	l->arg = arg;
 
 	db_batch_add(
 	    b,
@@ -116,6 +205,14 @@ rates_reload(struct rates *r)
 	    "compounding, valid_from - date '1970-01-01' AS valid_from_day, comp_currency, "
 	    "comp_tiers::text, legal_basis FROM statutory_rules ORDER BY jurisdiction",
 	    0, NULL);
-	if (db_submit(r->app->db, b, rates_loaded, r) != 0)
+	db_batch_add(b,
+	             "SELECT coalesce(a.jurisdiction, ''), count(*) FROM accounts a "
+	             "WHERE a.status <> 'terminated' AND NOT EXISTS (SELECT 1 FROM "
+	             "statutory_rules s WHERE s.jurisdiction = a.jurisdiction) "
+	             "GROUP BY 1 ORDER BY 1",
+	             0, NULL);
+	if (db_submit(r->app->db, b, rates_loaded, l) != 0) {
 		log_warnx("statutory rates: database unavailable; will load on reconnect");
+		rates_load_end(l);
+	}
 }

@@ -12,6 +12,9 @@ struct ratetable;
 struct rates *rates_new(struct app *app);
 void rates_free(struct rates *r);
 void rates_reload(struct rates *r);
+/* The same, then done(arg) once the load ended (loaded or failed; also at
+ * once when the database is unavailable). */
+void rates_reload_then(struct rates *r, void (*done)(void *arg), void *arg);
 /* The current table; NULL until the first load completed. */
 const struct ratetable *rates_table(const struct rates *r);
 

@@ -763,6 +763,76 @@ test_errors(void **state)
 	interest_result_free(&res);
 }
 
+/* fallback_contractual: a day without a statutory rate bears the contractual
+ * rate, the other days keep their statutory rate, and every date range and
+ * split agrees (R6.4, R6.5). */
+static void
+test_missing_rate_fallback(void **state)
+{
+	const struct interest_change hr[] = {{D(2022, 12, 16), 1000 * MICRO}};
+	struct interest_input in = {.due_date = D(2022, 12, 16),
+	                            .changes = hr,
+	                            .nchanges = 1,
+	                            .contractual_rate = 50000,
+	                            .jurisdiction = "HR",
+	                            .daycount = DAYCOUNT_ACT_365,
+	                            .rates = *state,
+	                            .fallback_contractual = true};
+	struct interest_result res;
+	struct ratetable *tbl;
+	struct ratetable_rule xf = {.jurisdiction = "XF",
+	                            .mode = RATETABLE_FIXED,
+	                            .fixed_rate = 90000,
+	                            .valid_from = D(2023, 1, 10)};
+	const struct interest_change fx[] = {{D(2023, 1, 1), 1000 * MICRO}};
+
+	/* HR: 17-31 Dec 2022 at the contractual 5 % (no HR rate before 2023):
+	 * 1,000 x 5 % x 15 / 365 = 2.0547945...; January 2023 at ECB 2.50 + 8:
+	 * 1,000 x 10.5 % x 31 / 365 = 8.9178082... */
+	compute(&in, D(2022, 12, 1), D(2023, 1, 31), &res);
+	assert_true(res.has_rule);
+	assert_int_equal(res.nperiods, 2);
+	assert_period(&res, 0, D(2022, 12, 17), D(2022, 12, 31), 1000 * MICRO, 50000,
+	              INTEREST_CONTRACTUAL, 2054795);
+	assert_period(&res, 1, D(2023, 1, 1), D(2023, 1, 31), 1000 * MICRO, 105000,
+	              INTEREST_STATUTORY, 8917808);
+	assert_exact(res.total,
+	             X(1000 * MICRO) * 50000 * 4392 * 15 + X(1000 * MICRO) * 105000 * 4392 * 31);
+	assert_int_equal(res.missing_days, 15);
+	interest_result_free(&res);
+	/* January alone: no missing day */
+	compute(&in, D(2023, 1, 1), D(2023, 1, 31), &res);
+	assert_int_equal(res.missing_days, 0);
+	assert_period(&res, 0, D(2023, 1, 1), D(2023, 1, 31), 1000 * MICRO, 105000,
+	              INTEREST_STATUTORY, 8917808);
+	interest_result_free(&res);
+	check_split(&in, D(2022, 12, 1), D(2023, 3, 31));
+
+	/* a fixed rule from a day inside a month: 2-9 Jan at 5 % (8 days =
+	 * 1.0958904...), from 10 Jan at 9 % (22 days = 5.4246575...) */
+	tbl = ratetable_new();
+	assert_int_equal(ratetable_add_rule(tbl, &xf, NULL, 0), 0);
+	in.rates = tbl;
+	in.jurisdiction = "XF";
+	in.due_date = D(2023, 1, 1);
+	in.changes = fx;
+	compute(&in, D(2023, 1, 1), D(2023, 1, 31), &res);
+	assert_int_equal(res.nperiods, 2);
+	assert_period(&res, 0, D(2023, 1, 2), D(2023, 1, 9), 1000 * MICRO, 50000,
+	              INTEREST_CONTRACTUAL, 1095890);
+	assert_period(&res, 1, D(2023, 1, 10), D(2023, 1, 31), 1000 * MICRO, 90000,
+	              INTEREST_STATUTORY, 5424658);
+	assert_int_equal(res.missing_days, 8);
+	interest_result_free(&res);
+	check_split(&in, D(2023, 1, 1), D(2023, 2, 28));
+	/* without the fallback such a range is an error */
+	in.fallback_contractual = false;
+	assert_int_equal(interest_compute(&in, D(2023, 1, 1), D(2023, 1, 31), &res, NULL, 0),
+	                 INTEREST_ENORATE);
+	interest_result_free(&res);
+	ratetable_free(tbl);
+}
+
 int
 main(void)
 {
@@ -780,6 +850,7 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_no_rule, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_split_property, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_errors, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_missing_rate_fallback, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
