@@ -375,18 +375,19 @@ daily_inactivity_cb(const struct db_result *res, void *arg)
 		daily_end(d, db_result_error(res));
 		return;
 	}
-	d->inactive = (long)col_i64(db_result_get(res, 0), 0, 0);
-	d->reactivated = (long)col_i64(db_result_get(res, 1), 0, 0);
+	d->inactive = (long)col_i64(db_result_get(res, 1), 0, 0);
+	d->reactivated = (long)col_i64(db_result_get(res, 2), 0, 0);
 	daily_end(d, NULL);
 }
 
 /* A part of the overdue step done; after the last (as before: an account
- * suspended for both gets its overdue reason first): inactivity and
- * reactivations. */
+ * suspended for both gets its overdue reason first): the total limits of
+ * the accounts whose interest moved their exposure (R4.2, R4.3; alerts
+ * R4.4), then inactivity and reactivations. */
 static void
 daily_part_done(struct daily_run *d)
 {
-	char day[CIVIL_DATE_LEN], months[16];
+	char day[CIVIL_DATE_LEN], months[16], thr[THRESHOLDS_PARAM_LEN];
 
 	if (--d->parts > 0)
 		return;
@@ -396,8 +397,12 @@ daily_part_done(struct daily_run *d)
 	}
 	civil_format_date(d->day, day);
 	snprintf(months, sizeof months, "%d", d->app->cfg->inactivity_months);
+	thresholds_param(d->app->cfg, thr);
 	const char *q[] = {day, months, d->at};
+	const char *lq[] = {thr, d->at};
 	struct db_batch *b = db_batch_new();
+	db_batch_add(b, "SELECT count(*) FROM creditd_daily_limits($1::int[], creditd_ts($2))", 2,
+	             lq);
 	db_batch_add(
 	    b, "SELECT count(*) FROM creditd_daily_inactivity($1::date, $2::int, creditd_ts($3))",
 	    3, q);

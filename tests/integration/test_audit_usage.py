@@ -547,14 +547,13 @@ class AuditUsage(harness.DaemonTestCase):
         self.assertEqual((a["open_balance"], a["unbilled_usage"], a["accrued_interest"],
                           a["exposure"], a["total_remaining"]),
                          ("99.99", "0", "0.065747", "100.055747", "0"), a)
+        # (and it suspended the account: test_96)
         ans = self.authorize("ext:A-INT", "0.000001")
         self.assertEqual((ans["allowed"], ans["reason"], ans["total_remaining"]),
-                         (False, "total_limit", "0"), ans)
+                         (False, "suspended", "0"), ans)
 
-    # defect: interest accrual that brings exposure to the total limit does not
-    # suspend the account (R4.3 "when exposure reaches the total limit"): the
-    # daily job updates accounts.accrued_interest without re-evaluating limits
-    @unittest.expectedFailure
+    # R4.2/R4.3: the interest accrued by the daily job (test_95) took the
+    # exposure to the total limit: suspended for total_limit (sql/0020)
     def test_96_interest_reaching_the_total_limit_suspends(self):
         a = self.get_account("A-INT")
         self.assertEqual((a["status"], a["suspension_reasons"]), ("suspended", ["total_limit"]), a)
