@@ -12,9 +12,11 @@
 #include "db.h"
 #include "http_util.h"
 #include "jsonfield.h"
+#include "log.h"
 #include "metrics.h"
 #include "sched.h"
 #include "service.h"
+#include "xmalloc.h"
 
 void
 http_ops_healthz(struct http_req *r)
@@ -58,12 +60,50 @@ http_ops_clock_get(struct http_req *r)
 	http_reply_json(r, 200, clock_json());
 }
 
+/* A clock move in progress: the request and the time it moved from. */
+struct clock_move {
+	struct http_req *r;
+	int64_t from;
+};
+
 static void
-clock_advanced(void *arg)
+clock_audited(const struct db_result *res, void *arg)
 {
 	struct http_req *r = arg;
 
+	/* the clock has moved already: a lost audit row is logged, not undone */
+	if (!db_result_ok(res))
+		log_req(LOG_LEVEL_WARNING, http_req_id(r), "test clock move not audited: %s",
+		        db_result_error(res));
 	http_reply_json(r, 200, clock_json());
+}
+
+static void
+clock_advanced(void *arg)
+{
+	struct clock_move *m = arg;
+	struct http_req *r = m->r;
+	char from[CIVIL_TS_LEN], to[CIVIL_TS_LEN], now[24];
+	char before[CIVIL_TS_LEN + 16], after[CIVIL_TS_LEN + 16];
+
+	civil_format_rfc3339(m->from, from);
+	free(m);
+	civil_format_rfc3339(clock_now(), to);
+	snprintf(before, sizeof before, "{\"now\": \"%s\"}", from);
+	snprintf(after, sizeof after, "{\"now\": \"%s\"}", to);
+	usec_param(clock_now(), now);
+	/* R9.5: moving the test clock is a mutating call */
+	const char *p[] = {now, http_req_actor(r), before, after, http_req_id(r)};
+	struct db_batch *b = db_batch_new();
+	db_batch_add(b,
+	             "SELECT creditd_audit(creditd_ts($1), $2, 'test_clock.set', 'test_clock', "
+	             "'clock', $3::jsonb, $4::jsonb, $5)",
+	             5, p);
+	if (db_submit(http_req_app(r)->db, b, clock_audited, r) != 0) {
+		log_req(LOG_LEVEL_WARNING, http_req_id(r),
+		        "test clock move not audited: database unavailable");
+		http_reply_json(r, 200, clock_json());
+	}
 }
 
 void
@@ -71,6 +111,7 @@ http_ops_clock_put(struct http_req *r)
 {
 	static const char *const allowed[] = {"now", NULL};
 	json_t *body = http_req_json_object(r);
+	struct clock_move *m;
 	struct jf_err e;
 	int64_t t;
 
@@ -84,9 +125,14 @@ http_ops_clock_put(struct http_req *r)
 		http_reply_error(r, 409, "conflict", "the test clock only moves forward", "now");
 		return;
 	}
+	m = xcalloc(1, sizeof *m);
+	m->r = r;
+	m->from = clock_now();
 	/* R1.6: run the work that falls due up to t, in time order, first. */
-	if (sched_advance(http_req_app(r)->sched, t, clock_advanced, r) != 0)
+	if (sched_advance(http_req_app(r)->sched, t, clock_advanced, m) != 0) {
+		free(m);
 		http_reply_error(r, 409, "conflict", "the clock is already being moved", "now");
+	}
 }
 
 static json_t *
@@ -105,12 +151,54 @@ audit_row_json(const PGresult *pg, int row)
 	return o;
 }
 
+/* ---- cursors over append-only logs (R8.2, R9.5) ----
+ *
+ * GET /v1/notifications and GET /v1/audit page with after=<row id>. Rows are
+ * shown in (txid, id) order and only once every transaction that could still
+ * write a row before them has ended (sql/0021_audit_api.sql): a reader that
+ * follows the cursor never skips a row that committed after a higher id. The
+ * cursor is the id of the last row read, as before. */
+
+/* FROM-list item `k` for table t: k.t is the cursor row's txid (0: the
+ * start, or a row from before the migration), k.x the oldest transaction
+ * still running. */
+#define LOG_KEYS(t)                                                                                \
+	"(SELECT coalesce((SELECT c.txid FROM " t " c WHERE c.id = $1::bigint), '0'::xid8) AS t, " \
+	"pg_snapshot_xmin(pg_current_snapshot()) AS x) k "
+
+/* The batch's statement 0: is the cursor (0 = the start) a row of `table`? */
+static void
+log_cursor_check(struct db_batch *b, const char *table, const char *const *p)
+{
+	char sql[160];
+
+	snprintf(sql, sizeof sql,
+	         "SELECT $1::bigint = 0 OR EXISTS (SELECT 1 FROM %s WHERE id = $1::bigint)", table);
+	db_batch_add(b, sql, 1, p);
+}
+
+/* The page (statement 1) after checking the cursor (statement 0). */
+static void
+log_page_cb(const struct db_result *res, struct http_req *r, row_json_fn fn)
+{
+	const PGresult *pg;
+
+	if (!db_result_ok(res)) {
+		http_reply_db_error(r, res);
+		return;
+	}
+	pg = db_result_get(res, 0);
+	if (PQntuples(pg) != 1 || PQgetvalue(pg, 0, 0)[0] != 't') {
+		http_reply_error(r, 400, "validation_failed", "after: unknown cursor", "after");
+		return;
+	}
+	http_reply_page(r, res, 1, fn, "id");
+}
+
 static void
 audit_cb(const struct db_result *res, void *arg)
 {
-	struct http_req *r = arg;
-
-	http_reply_page(r, res, 0, audit_row_json, "id");
+	log_page_cb(res, arg, audit_row_json);
 }
 
 void
@@ -126,11 +214,13 @@ http_ops_audit(struct http_req *r)
 	snprintf(cur, sizeof cur, "%" PRId64, after);
 	const char *p[] = {cur, lim};
 	struct db_batch *b = db_batch_new();
+	log_cursor_check(b, "audit_log", p);
 	db_batch_add(
 	    b,
-	    "SELECT id, creditd_us(at) AS at_us, actor, action, object_type, object_id, "
-	    "before::text, after::text, request_id FROM audit_log WHERE id > $1 ORDER BY id "
-	    "LIMIT $2",
+	    "SELECT l.id, creditd_us(l.at) AS at_us, l.actor, l.action, l.object_type, "
+	    "l.object_id, l.before::text, l.after::text, l.request_id FROM audit_log l, " LOG_KEYS(
+	        "audit_log") "WHERE (l.txid, l.id) > (k.t, $1::bigint) AND l.txid < k.x "
+	                     "ORDER BY l.txid, l.id LIMIT $2",
 	    2, p);
 	http_submit(r, b, audit_cb);
 }
@@ -150,12 +240,10 @@ notification_row_json(const PGresult *pg, int row)
 static void
 notifications_cb(const struct db_result *res, void *arg)
 {
-	struct http_req *r = arg;
-
-	http_reply_page(r, res, 0, notification_row_json, "id");
+	log_page_cb(res, arg, notification_row_json);
 }
 
-/* GET /v1/notifications?after=<cursor>&account=&kind= (R8.1). */
+/* GET /v1/notifications?after=<cursor>&account=&kind= (R8.1, R8.2). */
 void
 http_ops_notifications(struct http_req *r)
 {
@@ -175,13 +263,17 @@ http_ops_notifications(struct http_req *r)
 	snprintf(cur, sizeof cur, "%" PRId64, after);
 	const char *p[] = {cur, lim, http_req_query(r, "kind"), id, ext};
 	struct db_batch *b = db_batch_new();
-	db_batch_add(b,
-	             "SELECT n.id, n.kind, n.account_id, creditd_us(n.created_at) AS created_us, "
-	             "n.payload::text FROM notifications n "
-	             "WHERE n.id > $1 AND ($3::text IS NULL OR n.kind = $3) "
-	             "AND ($4::uuid IS NULL AND $5::text IS NULL OR n.account_id IN "
-	             "(SELECT a.id FROM accounts a WHERE a.id = $4::uuid OR a.external_ref = $5)) "
-	             "ORDER BY n.id LIMIT $2",
-	             5, p);
+	log_cursor_check(b, "notifications", p);
+	db_batch_add(
+	    b,
+	    "SELECT n.id, n.kind, n.account_id, creditd_us(n.created_at) AS created_us, "
+	    "n.payload::text FROM notifications n, " LOG_KEYS(
+	        "notifications") "WHERE (n.txid, n.id) > (k.t, $1::bigint) AND n.txid < k.x "
+	                         "AND ($3::text IS NULL OR n.kind = $3) "
+	                         "AND ($4::uuid IS NULL AND $5::text IS NULL OR n.account_id IN "
+	                         "(SELECT a.id FROM accounts a WHERE a.id = $4::uuid OR "
+	                         "a.external_ref = $5)) "
+	                         "ORDER BY n.txid, n.id LIMIT $2",
+	    5, p);
 	http_submit(r, b, notifications_cb);
 }

@@ -65,6 +65,9 @@ struct job_run {
 	bool swept;        /* the sweep has started */
 	bool unrecorded;   /* a lane could not submit: the outcome cannot be recorded */
 	struct job_waiter *waiters;
+	/* answered 202 "running" once the job's row is committed (R9.3: a job
+	 * id is not acknowledged before GET /v1/jobs/{id} can find it) */
+	struct http_req *ack;
 	struct sched *sched; /* set when the scheduler started it */
 	char *error;
 };
@@ -393,6 +396,9 @@ job_run_created(const struct db_result *res, void *arg)
 	struct job_run *run = arg;
 
 	if (!db_result_ok(res)) {
+		if (run->ack)
+			http_reply_db_error(run->ack, res);
+		run->ack = NULL;
 		for (struct job_waiter *w = run->waiters; w; w = w->next)
 			http_reply_db_error(w->r, res);
 		while (run->waiters) {
@@ -404,6 +410,9 @@ job_run_created(const struct db_result *res, void *arg)
 		job_run_end(run, false);
 		return;
 	}
+	if (run->ack)
+		http_reply_json(run->ack, 202, job_run_json(run, "running"));
+	run->ack = NULL;
 	if (run->daily)
 		daily_start(run);
 	else
@@ -431,6 +440,7 @@ job_run_complete(struct job_run *run, json_t *result, const char *error)
 	job_run_finish(run);
 }
 
+/* p: id, params, actor, now, kind, request id (NULL: not an API call). */
 static struct db_batch *
 job_run_insert_batch(const char *const *p)
 {
@@ -440,6 +450,13 @@ job_run_insert_batch(const char *const *p)
 	             "INSERT INTO jobs (id, kind, params, status, requested_by, created_at) VALUES "
 	             "($1::uuid, $5, $2::jsonb, 'running', $3, creditd_ts($4))",
 	             5, p);
+	/* R9.5: a job started over the API is a mutating call: audited with
+	 * its actor and parameters, in the transaction that records the job */
+	if (p[5] != NULL)
+		db_batch_add(b,
+		             "SELECT creditd_audit(creditd_ts($4), $3, 'job.' || $5::text, 'job', "
+		             "$1, NULL, $2::jsonb, $6)",
+		             6, p);
 	return b;
 }
 
@@ -469,8 +486,11 @@ jobs_start(struct jobs *j, bool daily, int32_t period, const char *actor, struct
 	if (r && wait) {
 		run->waiters = xcalloc(1, sizeof *run->waiters);
 		run->waiters->r = r;
+	} else if (r) {
+		run->ack = r;
 	}
-	const char *p[] = {run->id, params, actor, now, daily ? "daily" : "invoicing"};
+	const char *p[] = {
+	    run->id, params, actor, now, daily ? "daily" : "invoicing", r ? http_req_id(r) : NULL};
 	struct db_batch *b = job_run_insert_batch(p);
 	/* R9.2: the job's session lock on connection 0, taken in the inserting
 	 * transaction, tells the other daemons (and our successor) that its
@@ -480,13 +500,12 @@ jobs_start(struct jobs *j, bool daily, int32_t period, const char *actor, struct
 	    db_submit(j->app->db, job_run_insert_batch(p), job_run_created, run) != 0) {
 		free(run->waiters);
 		run->waiters = NULL;
+		run->ack = NULL;
 		if (r)
 			http_reply_unavailable(r);
 		job_run_end(run, false);
 		return;
 	}
-	if (r && !wait)
-		http_reply_json(r, 202, job_run_json(run, "running"));
 }
 
 /* ---- schedule (R5.1) ---- */
@@ -747,6 +766,14 @@ jobs_http_list(struct http_req *r)
 
 	if (!http_paging(r, "cursor", &limit, &cursor))
 		return;
+	if (kind && *kind == '\0')
+		kind = NULL; /* "?kind=": no filter */
+	if (kind && strcmp(kind, "invoicing") != 0 && strcmp(kind, "daily") != 0) {
+		/* a typo must not answer an empty list as if there were no jobs */
+		http_reply_error(r, 400, "validation_failed", "kind: must be invoicing or daily",
+		                 "kind");
+		return;
+	}
 	snprintf(lim, sizeof lim, "%d", limit + 1);
 	snprintf(cur, sizeof cur, "%" PRId64, cursor > 0 ? cursor : INT64_MAX);
 	const char *p[] = {cur, lim, kind};
