@@ -150,7 +150,7 @@ static const struct cf_key cf_keys[] = {
     K_STR("billing", "invoice_prefix", "INV", CF_RELOAD, invoice_prefix, SHAPE_PREFIX,
           "invoice number series prefix, 1-16 of A-Z 0-9 -"),
     K_STR("billing", "credit_note_prefix", "CN", CF_RELOAD, credit_note_prefix, SHAPE_PREFIX,
-          "credit note number series prefix, 1-16 of A-Z 0-9 -"),
+          "credit note number series prefix, 1-16 of A-Z 0-9 -, not the invoice prefix"),
     K_ENUM("billing", "day_count", "actual/365", CF_RELOAD, day_count, day_count_choices,
            "day count convention for late-payment interest"),
     K_BOOL("billing", "compensation", "false", CF_RELOAD, compensation,
@@ -1098,6 +1098,16 @@ finish(struct parser *p, const char *conninfo_override)
 			     cfg->tokens[u].name);
 			return -1;
 		}
+	}
+	/* R5.2: invoices and credit notes are two gap-free series; one prefix
+	 * would make them share a counter and leave gaps in both */
+	if (strcmp(cfg->invoice_prefix, cfg->credit_note_prefix) == 0) {
+		size_t line = p->key_line[find_key("billing", false, "credit_note_prefix", 18)];
+		if (line == 0)
+			line = p->key_line[find_key("billing", false, "invoice_prefix", 14)];
+		perr(p, line,
+		     "billing.credit_note_prefix: must differ from billing.invoice_prefix");
+		return -1;
 	}
 	if (cfg->webhook_url[0] != '\0' && cfg->webhook_secret[0] == '\0') {
 		perr(p, p->key_line[find_key("webhook", false, "url", 3)],

@@ -567,6 +567,17 @@ test_err_tokens(void **state)
 	          FILENAME ":6: token.ci.level: unknown key");
 }
 
+/* R5.2: two series, two counters */
+static void
+test_err_same_prefixes(void **state)
+{
+	(void)state;
+	PARSE_ERR(MIN_CONF "[billing]\ninvoice_prefix = INV\ncredit_note_prefix = INV\n", FILENAME
+	          ":7: billing.credit_note_prefix: must differ from billing.invoice_prefix");
+	PARSE_ERR(MIN_CONF "[billing]\ninvoice_prefix = CN\n", FILENAME
+	          ":6: billing.credit_note_prefix: must differ from billing.invoice_prefix");
+}
+
 static void
 test_err_webhook(void **state)
 {
@@ -808,6 +819,7 @@ main(void)
 	    cmocka_unit_test(test_err_values),
 	    cmocka_unit_test(test_err_hostport),
 	    cmocka_unit_test(test_err_tokens),
+	    cmocka_unit_test(test_err_same_prefixes),
 	    cmocka_unit_test(test_err_webhook),
 	    cmocka_unit_test(test_err_bytes),
 	    cmocka_unit_test(test_reload_compatible),
