@@ -23,7 +23,8 @@
 const struct route routes_table[] = {
     /* health (R9.4) */
     {R_GET, "/healthz", 0, http_ops_healthz, "healthz", false},
-    {R_GET, "/readyz", 0, http_ops_readyz, "readyz", false},
+    /* R9.5: every call but /healthz needs a token; readiness is a read */
+    {R_GET, "/readyz", SCOPE_READ, http_ops_readyz, "readyz", false},
     {R_GET, "/metrics", SCOPE_READ, http_ops_metrics, "metrics", false},
     /* accounts (R2) */
     {R_POST, "/v1/accounts", SCOPE_WRITE, http_accounts_create, "accounts_create", false},

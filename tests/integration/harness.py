@@ -641,13 +641,16 @@ class Daemon:
             time.sleep(0.05)
 
     def wait_ready(self, timeout: float = 10.0) -> Response:
-        """Polls GET /readyz (with an admin token, if one is configured) until
-        it answers 200, i.e. the database connection is up."""
-        token = next((n for n, t in self.tokens.items() if "admin" in t.scopes.split(",")), None)
+        """Polls GET /readyz (with an admin or read token) until it answers
+        200, i.e. the database connection is up. Without such a token (R9.5:
+        /readyz needs one) it waits for /healthz instead."""
+        token = next((n for n, t in self.tokens.items()
+                      if {"admin", "read"} & set(t.scopes.split(","))), None)
+        path = "/readyz" if token is not None else "/healthz"
         deadline = time.monotonic() + timeout
         while True:
             try:
-                r = self.request("GET", "/readyz", token=token, timeout=5)
+                r = self.request("GET", path, token=token, timeout=5)
                 if r.status == 200:
                     return r
                 last = f"HTTP {r.status} {r.text[:200]}"
@@ -657,7 +660,7 @@ class Daemon:
                 raise HarnessError(f"creditd exited with {self.proc.returncode}\n"
                                    f"--- {self.logfile} (tail):\n{self.log_tail()}")
             if time.monotonic() > deadline:
-                raise HarnessError(f"/readyz did not answer 200 within {timeout:g} s ({last})\n"
+                raise HarnessError(f"{path} did not answer 200 within {timeout:g} s ({last})\n"
                                    f"--- {self.logfile} (tail):\n{self.log_tail()}")
             time.sleep(0.05)
 

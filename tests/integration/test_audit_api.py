@@ -141,7 +141,7 @@ class AuditApi(harness.DaemonTestCase):
         lr = self.ids["limit_request"]
         return [
             ("GET", "/healthz", None, None, ()),
-            ("GET", "/readyz", None, None, ()),
+            ("GET", "/readyz", "read", None, ()),
             ("GET", "/metrics", "read", None, ()),
             ("POST", "/v1/accounts", "write", account_body("AA-NEW"),
              ("external_ref", "name", "currency", "jurisdiction")),
@@ -206,7 +206,7 @@ class AuditApi(harness.DaemonTestCase):
         for method, path, scope, body, _ in self.endpoints():
             with self.subTest(method=method, path=path):
                 if scope is None:
-                    # R9.4: health needs no token (README: /readyz neither)
+                    # R9.5: /healthz alone needs no token
                     self.assertStatus(self.request(method, path, token=None), 200)
                     continue
                 r = self.request(method, path, body, token=None)
@@ -542,12 +542,12 @@ class AuditApi(harness.DaemonTestCase):
     # ---- R9.3: the database goes away ----
 
     def test_90_database_down(self):
-        schema = self.ok(self.request("GET", "/readyz", token=None))["schema_version"]
+        schema = self.ok(self.request("GET", "/readyz", token="read"))["schema_version"]
         self.cluster.stop()
         try:
             deadline = time.monotonic() + 15
             while True:
-                r = self.request("GET", "/readyz", token=None)
+                r = self.request("GET", "/readyz", token="read")
                 if r.status == 503 or time.monotonic() > deadline:
                     break
                 time.sleep(0.1)

@@ -175,6 +175,10 @@ class Tokens(AuthBase):
         # A bad token does not matter on an open endpoint.
         self.assertStatus(self.request("GET", "/healthz", token="bogus"), 200)
         self.assertStatus(self.request("GET", "/healthz?probe=1", token=None), 200)
+        # R9.5: /healthz is the only call without a token; /readyz is a read
+        self.assertError(self.request("GET", "/readyz", token=None), 401, "unauthorized")
+        self.assertError(self.request("GET", "/readyz", token="ingestonly"), 403, "forbidden")
+        self.assertStatus(self.request("GET", "/readyz", token="read"), 200)
 
     def test_request_ids_are_distinct(self):
         rids = set()
