@@ -1010,6 +1010,21 @@ class DaemonTestCase(unittest.TestCase):
     def psql(self, sql: str) -> str:
         return self.cluster.psql(sql)
 
+    def settle_feeds(self, timeout: float = 30.0) -> None:
+        """Waits until every transaction that wrote a notification or an audit
+        row so far has ended. GET /v1/notifications and GET /v1/audit show a
+        row only once every older transaction has ended (R8.2, a cursor never
+        skips a row: sql/0021), so a read right after a write could miss it
+        while unrelated work (a catch-up invoice run, a job) is in flight."""
+        sql = ("SELECT pg_snapshot_xmin(pg_current_snapshot()) > greatest("
+               "(SELECT coalesce(max(txid), '0') FROM notifications), "
+               "(SELECT coalesce(max(txid), '0') FROM audit_log))")
+        deadline = time.monotonic() + timeout
+        while self.psql(sql).strip() != "t":
+            if time.monotonic() > deadline:
+                raise AssertionError(f"notifications/audit not settled within {timeout:g} s")
+            time.sleep(0.02)
+
     def assertStatus(self, resp: Response, status: int, msg: str = "") -> None:
         if resp.status != status:
             self.fail(f"expected HTTP {status}, got {resp.status}: {resp.text[:2000]} {msg}")

@@ -87,6 +87,7 @@ class AccountsBase(harness.DaemonTestCase):
 
     def audit_all(self):
         items, after = [], None
+        self.settle_feeds()
         while True:
             path = "/v1/audit?limit=1000" + (f"&after={after}" if after is not None else "")
             r = self.request("GET", path, token="admin")
@@ -616,6 +617,7 @@ class SuspendHistoryAudit(AccountsBase):
         ids = [e["id"] for e in all_items]
         self.assertEqual(ids, sorted(ids))
         self.assertEqual(len(ids), self.n_audit())
+        self.settle_feeds()
         r = self.request("GET", "/v1/audit?limit=2", token="admin")
         self.assertStatus(r, 200)
         self.assertEqual(r.json["items"], all_items[:2])

@@ -142,6 +142,7 @@ class Helpers:
                  l.get("quantity"), l.get("unit_price"), l["amount"]) for l in inv["lines"]]
 
     def notifications(self, ref, kind):
+        self.settle_feeds()
         r = self.req("GET", f"/v1/notifications?account=ext:{ref}&kind={kind}&limit=1000",
                      token="read")
         return [n["payload"] for n in self.ok(r)["items"] if n["kind"] == kind]

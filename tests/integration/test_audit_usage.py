@@ -83,6 +83,7 @@ class AuditUsage(harness.DaemonTestCase):
         return r.json
 
     def notifications(self, ref, kind=None):
+        self.settle_feeds()
         r = self.request("GET", "/v1/notifications?account=ext:" + ref + "&limit=1000",
                          token="read")
         self.assertStatus(r, 200)

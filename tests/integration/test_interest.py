@@ -133,6 +133,7 @@ class Api:
                                 None, "read"))
 
     def notifications(self, ref, kind):
+        self.settle_feeds()
         r = self.req("GET", "/v1/notifications?account=ext:" + ref + "&limit=1000", None, "read")
         return [n for n in self.ok(r)["items"] if n["kind"] == kind]
 

@@ -514,6 +514,7 @@ class Invoicing(harness.DaemonTestCase):
         self.assertStatus(r, 201)
         self.assertEqual((r.json["number"], r.json["amount"]), ("CN-2026-000003", "0.237"))
         audit, after = [], 0
+        self.settle_feeds()
         while True:
             r = self.request("GET", f"/v1/audit?limit=1000&after={after}")
             self.assertStatus(r, 200)

@@ -91,6 +91,7 @@ class Limits(harness.DaemonTestCase):
         return r.json
 
     def notifications(self, ref, kind=None):
+        self.settle_feeds()
         r = self.request("GET", "/v1/notifications?account=ext:" + ref + "&limit=1000",
                          token="read")
         self.assertStatus(r, 200)
@@ -104,6 +105,7 @@ class Limits(harness.DaemonTestCase):
 
     def audit(self):
         items, after = [], 0
+        self.settle_feeds()
         while True:
             r = self.request("GET", f"/v1/audit?limit=1000&after={after}")
             self.assertStatus(r, 200)

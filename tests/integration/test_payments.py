@@ -210,6 +210,7 @@ class Payments(harness.DaemonTestCase):
         self.events("PAY-OVER", ["20"], MAR)
         self.assertEqual(self.money("PAY-OVER"), ("0", "30", "-10"))
         # the notification carries amounts as decimal strings
+        self.settle_feeds()
         r = self.request("GET", "/v1/notifications?account=ext:PAY-OVER&limit=1000",
                          token="read")
         ns = [n for n in r.json["items"] if n["kind"] == "payment.received"]
@@ -274,6 +275,7 @@ class Payments(harness.DaemonTestCase):
             r = self.request("POST", "/v1/payments", dict(body, **{k: v}), token="finance")
             self.assertError(r, 409, "conflict")
         self.assertEqual(self.money("PAY-BACK"), ("15.5", "0", "15.5"))
+        self.settle_feeds()
         r = self.request("GET", "/v1/notifications?account=ext:PAY-BACK&limit=1000",
                          token="read")
         self.assertEqual(len([n for n in r.json["items"] if n["kind"] == "payment.received"]),

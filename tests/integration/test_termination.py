@@ -246,6 +246,7 @@ class Termination(harness.DaemonTestCase):
         self.assertEqual((h["status_before"], h["status"], h["cause"], h["actor"],
                           h["note"]), ("active", "terminated", "terminated", "finance",
                                        "customer left"), h)
+        self.settle_feeds()
         r = self.request("GET", "/v1/notifications?limit=1000", token="read")
         self.assertStatus(r, 200)
         notes = [n for n in r.json["items"] if n["kind"] == "account.terminated"]

@@ -65,6 +65,7 @@ class Usage(harness.DaemonTestCase):
         return [(x["status"], x.get("reason")) for x in out["results"]]
 
     def notifications(self, ref):
+        self.settle_feeds()
         r = self.request("GET", "/v1/notifications?account=ext:" + ref + "&limit=1000")
         self.assertStatus(r, 200)
         return r.json["items"]

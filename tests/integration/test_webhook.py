@@ -178,6 +178,7 @@ class Webhook(harness.DaemonTestCase):
         self.assertEqual(r.json["accepted"], len(amounts), r.json)
 
     def notifications(self, ref):
+        self.settle_feeds()
         r = self.request("GET", f"/v1/notifications?account=ext:{ref}&limit=1000")
         self.assertStatus(r, 200)
         return r.json["items"]
