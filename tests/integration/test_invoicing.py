@@ -533,6 +533,10 @@ class Invoicing(harness.DaemonTestCase):
         a = self.get_account("I-LIM")
         self.assertEqual((a["status"], a["suspension_reasons"], a["exposure"]),
                          ("active", [], "9"))
+        # R2.3/R4.5: the history names the credit note (not a payment) as the cause
+        h = self.request("GET", "/v1/accounts/ext:I-LIM/history", token="read").json["items"]
+        self.assertEqual((h[0]["status"], h[0]["reasons"], h[0]["cause"], h[0]["actor"]),
+                         ("active", [], "credit_note", "finance"), h[0])
         r = self.request("POST", "/v1/authorize", {"account": "ext:I-LIM", "amount": "0.5"},
                          token="platform")
         self.assertStatus(r, 200)
