@@ -1,5 +1,6 @@
 -- 0019_audit_invoicing: corrections found by
--- tests/integration/test_audit_invoicing.py (R5.2, R5.6, R6.1).
+-- tests/integration/test_audit_invoicing.py (R5.2, R5.6, R6.1) and, for
+-- (6), tests/integration/test_invoicing.py test_52 (R4.5, R2.3).
 --
 -- 1. Numbers past 999,999 (R5.2). Every series formatted its number with
 --    lpad(n, 6, '0'), which PostgreSQL truncates to 6 characters: number
@@ -38,6 +39,17 @@
 --    their contractual due date, later than the termination date: undone
 --    as of its received date, the invoice was unpaid at the termination and
 --    its due date moves to the termination date (R5.6).
+--
+-- 6. A credit note re-evaluated limits with the payment's step
+--    (creditd_payment_reevaluate): one that brought exposure to zero or below
+--    lifted monthly_limit and restarted the monthly counter, which R4.5
+--    gives only to payments ("monthly_limit: removed at the start of the
+--    next billing month, or when a payment brings exposure to zero or
+--    below"), and the status history recorded its total_limit lift with
+--    cause 'payment' (R2.3: the cause is recorded). It now calls
+--    creditd_evaluate_limits with cause 'credit_note': total_limit lifts as
+--    soon as exposure is below the limit (R4.5 names the credit note there),
+--    monthly_limit stays.
 
 -- "<series>-NNNNNN": at least 6 digits, never truncated (R5.2).
 CREATE FUNCTION creditd_number(p_series text, p_n bigint) RETURNS text
@@ -46,7 +58,7 @@ LANGUAGE sql IMMUTABLE AS $$
                                    ELSE p_n::text END
 $$;
 
--- (1) 0006's creditd_credit_note.
+-- (1) and (6): 0006's creditd_credit_note.
 CREATE OR REPLACE FUNCTION creditd_credit_note(p_invoice_id uuid, p_invoice_number text, p_amount bigint,
                                                p_reason text, p_prefix text, p_issue date,
                                                p_thresholds int[], p_at timestamptz, p_actor text,
@@ -117,12 +129,12 @@ BEGIN
                            'credited', creditd_amount(inv.credited),
                            'balance', creditd_amount(bal)),
         response || jsonb_build_object('balance', creditd_amount(bal - p_amount)), p_rid);
-    -- R4.5: `overdue` lifts when nothing is past due any more, total_limit
-    -- once exposure is below the limit again (both as in a payment's
-    -- transaction; creditd_overdue_reevaluate comes with 0007/0009 and is
-    -- resolved when this runs)
+    -- R4.5: `overdue` lifts when nothing is past due any more (as in a
+    -- payment's transaction; creditd_overdue_reevaluate comes with 0007/0009
+    -- and is resolved when this runs), total_limit once exposure is below
+    -- the limit again; monthly_limit is not a credit note's to lift (6)
     PERFORM creditd_overdue_reevaluate(acc, p_at);
-    PERFORM creditd_payment_reevaluate(acc, p_thresholds, p_at, p_actor, p_rid);
+    PERFORM creditd_evaluate_limits(acc, p_thresholds, 'credit_note', p_actor, p_at, p_rid);
 END
 $$;
 
