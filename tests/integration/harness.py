@@ -1010,6 +1010,21 @@ class DaemonTestCase(unittest.TestCase):
     def psql(self, sql: str) -> str:
         return self.cluster.psql(sql)
 
+    def notifications(self, ref: str, kind: str | None = None) -> list[dict]:
+        """The notifications of account ext:ref (R8.1), oldest first, only
+        those of `kind` if given, once the feed has settled."""
+        self.settle_feeds()
+        r = self.request("GET", "/v1/notifications?account=ext:" + ref + "&limit=1000",
+                         token="read")
+        self.assertStatus(r, 200)
+        return [n for n in r.json["items"] if kind is None or n["kind"] == kind]
+
+    def history(self, ref: str) -> list[dict]:
+        """The status history of account ext:ref (R2.3), newest first."""
+        r = self.request("GET", "/v1/accounts/ext:" + ref + "/history", token="read")
+        self.assertStatus(r, 200)
+        return r.json["items"]
+
     def settle_feeds(self, timeout: float = 30.0) -> None:
         """Waits until every transaction that wrote a notification or an audit
         row so far has ended. GET /v1/notifications and GET /v1/audit show a

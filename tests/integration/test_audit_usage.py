@@ -82,18 +82,6 @@ class AuditUsage(harness.DaemonTestCase):
         self.assertStatus(r, 201)
         return r.json
 
-    def notifications(self, ref, kind=None):
-        self.settle_feeds()
-        r = self.request("GET", "/v1/notifications?account=ext:" + ref + "&limit=1000",
-                         token="read")
-        self.assertStatus(r, 200)
-        return [n for n in r.json["items"] if kind is None or n["kind"] == kind]
-
-    def history(self, ref):
-        r = self.request("GET", "/v1/accounts/ext:" + ref + "/history", token="read")
-        self.assertStatus(r, 200)
-        return r.json["items"]
-
     def metric(self, name):
         r = self.request("GET", "/metrics", token="read")
         self.assertStatus(r, 200)

@@ -90,19 +90,6 @@ class Limits(harness.DaemonTestCase):
         self.assertStatus(r, 200)
         return r.json
 
-    def notifications(self, ref, kind=None):
-        self.settle_feeds()
-        r = self.request("GET", "/v1/notifications?account=ext:" + ref + "&limit=1000",
-                         token="read")
-        self.assertStatus(r, 200)
-        items = r.json["items"]
-        return [n for n in items if kind is None or n["kind"] == kind]
-
-    def history(self, ref):
-        r = self.request("GET", self.path(ref, "/history"), token="read")
-        self.assertStatus(r, 200)
-        return r.json["items"]
-
     def audit(self):
         items, after = [], 0
         self.settle_feeds()

@@ -64,17 +64,6 @@ class Usage(harness.DaemonTestCase):
     def statuses(self, out):
         return [(x["status"], x.get("reason")) for x in out["results"]]
 
-    def notifications(self, ref):
-        self.settle_feeds()
-        r = self.request("GET", "/v1/notifications?account=ext:" + ref + "&limit=1000")
-        self.assertStatus(r, 200)
-        return r.json["items"]
-
-    def history(self, ref):
-        r = self.request("GET", "/v1/accounts/ext:" + ref + "/history")
-        self.assertStatus(r, 200)
-        return r.json["items"]
-
     # -- tests
 
     def test_01_mixed_batch_in_input_order(self):

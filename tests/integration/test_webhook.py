@@ -177,12 +177,6 @@ class Webhook(harness.DaemonTestCase):
         self.assertStatus(r, 200)
         self.assertEqual(r.json["accepted"], len(amounts), r.json)
 
-    def notifications(self, ref):
-        self.settle_feeds()
-        r = self.request("GET", f"/v1/notifications?account=ext:{ref}&limit=1000")
-        self.assertStatus(r, 200)
-        return r.json["items"]
-
     def row(self, nid):
         out = self.psql("SELECT delivered_at IS NOT NULL, attempts, coalesce(last_error, ''), "
                         "coalesce(next_attempt_at::text, '') FROM notifications "
