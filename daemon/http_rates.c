@@ -183,6 +183,10 @@ http_rates_reference_get(struct http_req *r)
 	http_submit(r, b, reference_cb);
 }
 
+#define REFERENCE_KNOWN                                                                            \
+	"(EXISTS (SELECT 1 FROM statutory_rules WHERE source = $1) OR EXISTS (SELECT 1 FROM "      \
+	"reference_rates WHERE source = $1))"
+
 /* PUT /v1/reference-rates/{source} {effective_date, rate, note?}: a central
  * bank moved (R6.5). Adds or replaces the value of that date. */
 void
@@ -213,20 +217,23 @@ http_rates_reference_put(struct http_req *r)
 	usec_param(clock_now(), now);
 	const char *p[] = {src, ds, rs, note, now, http_req_actor(r), http_req_id(r)};
 	struct db_batch *b = db_batch_new();
+	/* Only a known series takes values: one that a statutory rule names or
+	 * that has values already. A typo in the path would otherwise start a
+	 * series that no rule reads, and the PUT would look applied (404, nothing
+	 * stored or audited). */
 	db_batch_add(
 	    b,
 	    "SELECT creditd_audit(creditd_ts($5), $6, 'reference_rate.put', 'reference_rate', "
 	    "$1 || '@' || $2, (SELECT to_jsonb(x) FROM reference_rates x WHERE x.source = $1 AND "
 	    "x.effective_date = $2::date), jsonb_build_object('rate', $3::int, 'note', $4::text), "
-	    "$7)",
+	    "$7) WHERE " REFERENCE_KNOWN,
 	    7, p);
-	db_batch_add(
-	    b,
-	    "INSERT INTO reference_rates (source, effective_date, rate, note) VALUES ($1, "
-	    "$2::date, "
-	    "$3::int, $4) ON CONFLICT (source, effective_date) DO UPDATE SET rate = excluded.rate, "
-	    "note = excluded.note",
-	    4, p);
+	db_batch_add(b,
+	             "INSERT INTO reference_rates (source, effective_date, rate, note) SELECT $1, "
+	             "$2::date, $3::int, $4 WHERE " REFERENCE_KNOWN
+	             " ON CONFLICT (source, effective_date) DO UPDATE SET rate = excluded.rate, "
+	             "note = excluded.note",
+	             4, p);
 	db_batch_add(b, REFERENCE_SELECT, 1, p);
 	http_submit(r, b, reference_cb);
 }

@@ -297,6 +297,13 @@ class AuditInterest(harness.DaemonTestCase):
                          403, "forbidden")
         self.assertError(self.request("GET", "/v1/reference-rates/NO_SUCH", token="read"),
                          404, "not_found")
+        # a series no statutory rule names and that has no values (a typo:
+        # zero for O) is not started by a PUT: 404, nothing stored
+        self.assertError(self.request("PUT", "/v1/reference-rates/ECB_MR0",
+                                      {"effective_date": "2027-07-01", "rate": "3.5"}),
+                         404, "not_found")
+        self.assertError(self.request("GET", "/v1/reference-rates/ECB_MR0", token="read"),
+                         404, "not_found")
         # nothing of the above was stored
         vals = self.ok(self.request("GET", "/v1/reference-rates/ECB_MRO", token="read"))
         self.assertNotIn("2027-07-01", [v["effective_date"] for v in vals["values"]])
