@@ -267,8 +267,8 @@ aging_csv(const struct aging *g, const char *filter)
 			csv_field(b, "account", true);
 			csv_field(b, currency, false);
 			csv_field(b, PQgetvalue(g->pg, row, g->c.account), false);
-			csv_field(b, PQgetvalue(g->pg, row, g->c.ext), false);
-			csv_field(b, PQgetvalue(g->pg, row, g->c.name), false);
+			csv_text_field(b, PQgetvalue(g->pg, row, g->c.ext), false);
+			csv_text_field(b, PQgetvalue(g->pg, row, g->c.name), false);
 			aging_csv_amounts(b, g->acct[a].amt);
 		}
 		csv_field(b, "total", true);

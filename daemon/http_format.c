@@ -3,10 +3,12 @@
 
 #include <event2/buffer.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include "http.h"
+#include "xmalloc.h"
 
 /* True when an Accept header lists `type` (parameters such as q= ignored). */
 static bool
@@ -41,6 +43,26 @@ http_req_format(struct http_req *r, const char *alt, const char *alt_type)
 	}
 	accept = http_req_header(r, "Accept");
 	return accept && http_accepts(accept, alt_type) ? 1 : 0;
+}
+
+void
+csv_text_field(struct evbuffer *b, const char *s, bool first)
+{
+	char *guarded;
+
+	/* A cell that starts with = + - @ (or a tab or CR) is a formula to a
+	 * spreadsheet: a customer-chosen name such as =HYPERLINK(..) would run
+	 * when finance opens the report. Such text gets a leading apostrophe
+	 * (OWASP "CSV injection"); amounts go through csv_field unchanged. */
+	if (s == NULL || strchr("=+-@\t\r", s[0]) == NULL || s[0] == '\0') {
+		csv_field(b, s, first);
+		return;
+	}
+	guarded = xmalloc(strlen(s) + 2);
+	guarded[0] = '\'';
+	strcpy(guarded + 1, s);
+	csv_field(b, guarded, first);
+	free(guarded);
 }
 
 void

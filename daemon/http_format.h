@@ -17,5 +17,8 @@ int http_req_format(struct http_req *r, const char *alt, const char *alt_type);
 /* One CSV field; NULL is an empty field; a field with a comma, quote, CR or
  * LF is quoted with quotes doubled. */
 void csv_field(struct evbuffer *b, const char *s, bool first);
+/* csv_field for free text (names, references, notes): a leading = + - @, tab
+ * or CR is prefixed with an apostrophe so that spreadsheets do not run it. */
+void csv_text_field(struct evbuffer *b, const char *s, bool first);
 
 #endif

@@ -30,7 +30,7 @@
 static void
 csv_text_col(struct evbuffer *b, const PGresult *pg, int row, int c, bool first)
 {
-	csv_field(b, PQgetisnull(pg, row, c) ? NULL : PQgetvalue(pg, row, c), first);
+	csv_text_field(b, PQgetisnull(pg, row, c) ? NULL : PQgetvalue(pg, row, c), first);
 }
 
 static void
@@ -83,7 +83,7 @@ csv_reasons_col(struct evbuffer *b, const PGresult *pg, int row, int c)
 			strcat(s, ";");
 		strcat(s, json_string_value(v));
 	}
-	csv_field(b, s, false);
+	csv_text_field(b, s, false);
 	free(s);
 	json_decref(arr);
 }

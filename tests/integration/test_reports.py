@@ -261,6 +261,24 @@ class Reports(harness.DaemonTestCase):
         d = [x for x in body["items"] if x["external_ref"] == "R-D"][0]
         self.assertEqual((d["status"], d["suspension_reasons"]), ("active", []))
 
+    def test_10_formula_cells(self):
+        # CSV injection: free text that a spreadsheet would run as a formula
+        # (= + - @ first) gets a leading apostrophe in CSV; JSON and amounts
+        # (a negative amount starts with "-") are unchanged
+        name = '=HYPERLINK("http://x.example","pay")'
+        self.assertStatus(self.request("PATCH", "/v1/accounts/ext:R-D", {"name": name},
+                                       token="finance"), 200)
+        self.assertStatus(self.request("POST", "/v1/accounts/ext:R-D/suspend",
+                                       {"note": "@SUM(1)"}, token="finance"), 200)
+        d = [x for x in self.report().json["items"] if x["external_ref"] == "R-D"][0]
+        self.assertEqual(d["name"], name)
+        text = self.report("?format=csv").body.decode("utf-8")
+        self.assertIn('\r\nR-D,%s,"\'=HYPERLINK(""http://x.example"",""pay"")",EUR,suspended,'
+                      'manual,12.25,,,12.25,,,\r\n' % self.ids["R-D"], text)
+        rows = list(csv.reader(io.StringIO(self.suspensions("?format=csv").body.decode(),
+                                           newline="")))
+        self.assertEqual(rows[1][9], "'@SUM(1)")
+
 
 if __name__ == "__main__":
     harness.main()
