@@ -12,21 +12,46 @@
 #include "civil.h"
 #include "clock.h"
 #include "config.h"
+#include "currency.h"
 #include "db.h"
 #include "http_util.h"
 #include "jsonfield.h"
+#include "money.h"
 #include "tz.h"
 
 /* R5.6: payments received from the start of this many billing-zone days
  * before the termination day are refundable. */
 #define REFUND_WINDOW_DAYS 7
 
+/* The final invoice's amounts with the currency's decimals, as
+ * GET /v1/invoices/{id} shows them ("15.20", JPY "3"): the function answers
+ * them in shortest form. An amount that does not parse stays as it is. */
+static void
+final_invoice_decimals(json_t *inv, const char *currency)
+{
+	static const char *const keys[] = {"total", "credit_applied", "balance", NULL};
+	int exp = currency_exponent(currency);
+	char buf[MONEY_FMT_LEN];
+
+	if (!json_is_object(inv) || exp < 0)
+		return;
+	for (int k = 0; keys[k]; k++) {
+		const json_t *v = json_object_get(inv, keys[k]);
+		int64_t amount;
+
+		if (json_is_string(v) &&
+		    money_parse(json_string_value(v), json_string_length(v), &amount) == 0)
+			json_object_set_new(inv, keys[k],
+			                    json_string(money_format_fixed(amount, exp, buf)));
+	}
+}
+
 static void
 terminate_cb(const struct db_result *res, void *arg)
 {
 	struct http_req *r = arg;
 	const PGresult *t, *acc;
-	json_t *out;
+	json_t *out, *fin;
 
 	if (!db_result_ok(res)) {
 		http_reply_db_error(r, res);
@@ -42,7 +67,9 @@ terminate_cb(const struct db_result *res, void *arg)
 	acache_update(http_req_app(r)->acache, acc, 0);
 	out = json_object();
 	json_object_set_new(out, "account", account_view_json(acc, 0));
-	json_object_set_new(out, "final_invoice", j_json_col(t, 0, col(t, "final_invoice")));
+	fin = j_json_col(t, 0, col(t, "final_invoice"));
+	final_invoice_decimals(fin, PQgetvalue(acc, 0, col(acc, "currency")));
+	json_object_set_new(out, "final_invoice", fin);
 	json_object_set_new(out, "refundable", j_money_col(t, 0, col(t, "refundable")));
 	json_object_set_new(out, "forfeited", j_money_col(t, 0, col(t, "forfeited")));
 	json_object_set_new(out, "credit_set_off", j_money_col(t, 0, col(t, "credit_set_off")));

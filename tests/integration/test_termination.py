@@ -211,7 +211,8 @@ class Termination(harness.DaemonTestCase):
         self.assertEqual(fin["issue_date"], "2026-03-05")
         self.assertEqual(fin["due_date"], "2026-03-05")
         self.assertEqual(fin["total"], "15.24")
-        self.assertEqual(fin["credit_applied"], "0")
+        # the invoice's amounts with the currency's decimals, as GET /v1/invoices shows them
+        self.assertEqual(fin["credit_applied"], "0.00")
         self.assertEqual(fin["balance"], "15.24")
         # gap-free, from the same series as the monthly run
         last_feb = max(n for n in self.numbers.values())
@@ -276,7 +277,7 @@ class Termination(harness.DaemonTestCase):
         # which the payments of 03-02 (30) and 02-26T00:00Z (5) are refundable,
         # the one of 02-23 (50, ten days before) is not
         self.assertEqual((fin["total"], fin["credit_applied"], fin["balance"]),
-                         ("12.35", "12.35", "0"))
+                         ("12.35", "12.35", "0.00"))
         self.assertEqual(body["refundable"], "35")
         self.assertEqual(body["forfeited"], "37.65")
         self.assertEqual(body["accelerated_invoices"], [])
