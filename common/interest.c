@@ -118,15 +118,49 @@ emit(struct interest_result *out, size_t *cap, int32_t from, int32_t to, int64_t
 	p->amount = 0;
 }
 
+/* The statutory rule of a jurisdiction, or NULL (none, or no rate tables). */
+static const struct ratetable_rule *
+rule_of(const struct interest_input *in, const char *jurisdiction)
+{
+	if (in->rates == NULL || jurisdiction == NULL || jurisdiction[0] == '\0')
+		return NULL;
+	return ratetable_get_rule(in->rates, jurisdiction);
+}
+
+static bool
+compounds(const struct ratetable_rule *rule)
+{
+	return rule != NULL && rule->compounding == RATETABLE_COMPOUND_YEARLY;
+}
+
+/* The terms for day d: rate and jurisdiction, and the first day of other
+ * terms (CIVIL_DAY_MAX + 1 for the current ones). *ti only moves forward. */
+static void
+terms_of(const struct interest_input *in, int32_t d, size_t *ti, int32_t *rate, const char **jur,
+         int32_t *until)
+{
+	while (*ti < in->nterms && in->terms[*ti].through < d)
+		(*ti)++;
+	if (*ti < in->nterms) {
+		*rate = in->terms[*ti].contractual_rate;
+		*jur = in->terms[*ti].jurisdiction;
+		*until = in->terms[*ti].through + 1;
+	} else {
+		*rate = in->contractual_rate;
+		*jur = in->jurisdiction;
+		*until = CIVIL_DAY_MAX + 1;
+	}
+}
+
 int
 interest_compute(const struct interest_input *in, int32_t from, int32_t to,
                  struct interest_result *out, char *errbuf, size_t errlen)
 {
-	const struct ratetable_rule *rule = NULL;
+	const struct ratetable_rule *rule;
 	int32_t since, d, anniv;
 	int64_t balance = 0, capitalised = 0;
 	interest_exact_t year_acc = 0;
-	size_t ci = 0, cap = 0;
+	size_t ci = 0, ti = 0, cap = 0;
 	bool compounding;
 	int k = 1;
 	char buf[CIVIL_DATE_LEN];
@@ -149,10 +183,20 @@ interest_compute(const struct interest_input *in, int32_t from, int32_t to,
 			return fail(errbuf, errlen, INTEREST_EINVAL,
 			            "balance changes must be valid days in order");
 	}
-	if (in->rates != NULL && in->jurisdiction != NULL && in->jurisdiction[0] != '\0')
-		rule = ratetable_get_rule(in->rates, in->jurisdiction);
+	if (in->nterms > 0 && in->terms == NULL)
+		return fail(errbuf, errlen, INTEREST_EINVAL, "no terms");
+	for (size_t i = 0; i < in->nterms; i++) {
+		if (!civil_day_valid(in->terms[i].through) || in->terms[i].contractual_rate < 0 ||
+		    (i > 0 && in->terms[i].through <= in->terms[i - 1].through))
+			return fail(errbuf, errlen, INTEREST_EINVAL,
+			            "earlier terms must be valid days in order with rates >= 0");
+	}
+	rule = rule_of(in, in->jurisdiction);
 	out->has_rule = rule != NULL;
-	compounding = rule != NULL && rule->compounding == RATETABLE_COMPOUND_YEARLY;
+	/* compounding needs the whole history when any terms' rule compounds */
+	compounding = compounds(rule);
+	for (size_t i = 0; i < in->nterms; i++)
+		compounding = compounding || compounds(rule_of(in, in->terms[i].jurisdiction));
 
 	since = in->due_date + 1;
 	if (to < from || to < since)
@@ -162,11 +206,17 @@ interest_compute(const struct interest_input *in, int32_t from, int32_t to,
 	anniv = compounding ? anniversary(since, 1) : CIVIL_DAY_MAX + 1;
 
 	while (d <= to) {
-		int32_t next = to + 1, rate, stat;
+		int32_t next = to + 1, rate, stat, until;
 		int64_t base;
 		enum interest_source source = INTEREST_CONTRACTUAL;
 		interest_exact_t num;
+		const char *jur;
 		int denom, rc;
+
+		terms_of(in, d, &ti, &rate, &jur, &until);
+		rule = rule_of(in, jur);
+		if (until < next)
+			next = until;
 
 		while (ci < in->nchanges && in->changes[ci].day < d) {
 			if (__builtin_add_overflow(balance, in->changes[ci].amount, &balance))
@@ -189,10 +239,8 @@ interest_compute(const struct interest_input *in, int32_t from, int32_t to,
 		if (d < from && from < next)
 			next = from;
 
-		rate = in->contractual_rate;
 		if (rule != NULL) {
-			rc = ratetable_statutory_rate(in->rates, in->jurisdiction, since, d, &stat,
-			                              NULL, NULL);
+			rc = ratetable_statutory_rate(in->rates, jur, since, d, &stat, NULL, NULL);
 			if (rc == RATETABLE_ERANGE)
 				goto overflow;
 			if (rc == RATETABLE_ENOVALUE && in->fallback_contractual) {
@@ -204,8 +252,7 @@ interest_compute(const struct interest_input *in, int32_t from, int32_t to,
 				interest_result_free(out);
 				out->total = 0;
 				return fail(errbuf, errlen, INTEREST_ENORATE,
-				            "jurisdiction %s: no statutory rate for %s",
-				            in->jurisdiction, buf);
+				            "jurisdiction %s: no statutory rate for %s", jur, buf);
 			} else if (stat >= rate) {
 				rate = stat;
 				source = INTEREST_STATUTORY;
@@ -221,7 +268,7 @@ interest_compute(const struct interest_input *in, int32_t from, int32_t to,
 		    __builtin_mul_overflow(num, (interest_exact_t)(DAYCOUNT_LCM / denom), &num) ||
 		    __builtin_mul_overflow(num, (interest_exact_t)(next - d), &num))
 			goto overflow;
-		if (compounding && __builtin_add_overflow(year_acc, num, &year_acc))
+		if (compounds(rule) && __builtin_add_overflow(year_acc, num, &year_acc))
 			goto overflow;
 		if (d >= from && base > 0) {
 			if (__builtin_add_overflow(out->total, num, &out->total))

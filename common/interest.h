@@ -20,6 +20,9 @@
  *   (rate in 0.0001 % per year). Amounts stay exact: an exact amount is an
  *   integer count of 1/INTEREST_DENOM micro-units, and sums are exact, so
  *   interest(a..b) + interest(b+1..c) == interest(a..c) to the last unit.
+ * - Terms (contractual rate, jurisdiction) are those in force on the day:
+ *   earlier terms apply through the day of their change (struct interest_terms).
+ *   Compounding is decided day by day by that day's rule.
  * - Compounding (NL, rule compounding "yearly"): year k of the debt runs from
  *   the (k-1)-th to the day before the k-th anniversary of the first overdue day
  *   (anniversaries by civil_add_months(since, 12 k), so 29 Feb -> 28 Feb). On
@@ -64,12 +67,27 @@ struct interest_change {
 	int64_t amount; /* micro-units: principal and reversals > 0, payments < 0 */
 };
 
+/* Contract terms that applied before a change (R6.4): through the day
+ * `through`, the debt bore `contractual_rate` and the statutory rule of
+ * `jurisdiction`. A change of either (PATCH of the account) applies from the
+ * day after the day it was made, so interest already accrued stays as it was. */
+struct interest_terms {
+	int32_t through;
+	int32_t contractual_rate; /* >= 0 */
+	const char *jurisdiction; /* NULL or "" for none */
+};
+
 struct interest_input {
 	int32_t due_date;
 	const struct interest_change *changes; /* sorted by day (non-decreasing) */
 	size_t nchanges;
 	int32_t contractual_rate; /* >= 0, 0.0001 % per year */
 	const char *jurisdiction; /* NULL or "" for none */
+	/* The terms before the account's current ones, sorted by `through`
+	 * (strictly increasing); the days after the last `through` bear
+	 * contractual_rate and jurisdiction above. NULL/0: always the current. */
+	const struct interest_terms *terms;
+	size_t nterms;
 	enum daycount daycount;
 	const struct ratetable *rates; /* may be NULL: contractual only */
 	/* A day for which the jurisdiction's rule has no statutory rate (before the

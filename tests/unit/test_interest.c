@@ -640,6 +640,99 @@ check_split(const struct interest_input *in, int32_t a, int32_t b)
 	interest_result_free(&whole);
 }
 
+/*
+ * R6.4: a change of the contract terms (PATCH of the account) applies from the
+ * day after it; earlier days keep the terms of their day. EUR 1,000 due
+ * 2024-06-10, paid 2024-07-10, actual/365.
+ * a) no rule, 12 % through 2024-06-30, then 20 %:
+ *    06-11..06-30, 20 days: 1,000 * 0.12 * 20 / 365 = 6.57534246 -> 6,575,342 micro
+ *    07-01..07-10, 10 days: 1,000 * 0.20 * 10 / 365 = 5.47945205 -> 5,479,452 micro
+ * b) US-NY (fixed 9 %) with 8 % contractual through 2024-06-30, then CH (no rule):
+ *    20 days at 9 % statutory: 1,000 * 0.09 * 20 / 365 = 4.93150685 -> 4,931,507 micro
+ *    10 days at 8 % contractual: 1,000 * 0.08 * 10 / 365 = 2.19178082 -> 2,191,781 micro
+ */
+static void
+test_terms_history(void **state)
+{
+	const struct interest_change ch[] = {
+	    {D(2024, 6, 10), 1000 * MICRO},
+	    {D(2024, 7, 10), -1000 * MICRO},
+	};
+	const struct interest_terms rate_change[] = {{D(2024, 6, 30), 120000, ""}};
+	const struct interest_terms jur_change[] = {{D(2024, 6, 30), 80000, "US-NY"}};
+	struct interest_input in = {.due_date = D(2024, 6, 10),
+	                            .changes = ch,
+	                            .nchanges = 2,
+	                            .contractual_rate = 200000,
+	                            .jurisdiction = "",
+	                            .terms = rate_change,
+	                            .nterms = 1,
+	                            .daycount = DAYCOUNT_ACT_365,
+	                            .rates = *state};
+	struct interest_result res;
+
+	compute(&in, D(2024, 1, 1), D(2024, 12, 31), &res);
+	assert_false(res.has_rule);
+	assert_int_equal(res.nperiods, 2);
+	assert_period(&res, 0, D(2024, 6, 11), D(2024, 6, 30), 1000 * MICRO, 120000,
+	              INTEREST_CONTRACTUAL, 6575342);
+	assert_period(&res, 1, D(2024, 7, 1), D(2024, 7, 10), 1000 * MICRO, 200000,
+	              INTEREST_CONTRACTUAL, 5479452);
+	assert_exact(res.total,
+	             X(1000 * MICRO) * 120000 * 4392 * 20 + X(1000 * MICRO) * 200000 * 4392 * 10);
+	interest_result_free(&res);
+	check_split(&in, D(2024, 6, 1), D(2024, 7, 31));
+	/* a change before the first overdue day changes nothing that bears interest */
+	const struct interest_terms early[] = {{D(2024, 6, 10), 10000, ""}};
+	in.terms = early;
+	compute(&in, D(2024, 1, 1), D(2024, 12, 31), &res);
+	assert_int_equal(res.nperiods, 1);
+	assert_period(&res, 0, D(2024, 6, 11), D(2024, 7, 10), 1000 * MICRO, 200000,
+	              INTEREST_CONTRACTUAL, 16438356); /* 1,000 * 0.2 * 30 / 365 */
+	interest_result_free(&res);
+
+	in.terms = jur_change;
+	in.contractual_rate = 80000;
+	in.jurisdiction = "CH";
+	compute(&in, D(2024, 1, 1), D(2024, 12, 31), &res);
+	assert_false(res.has_rule); /* of the current jurisdiction */
+	assert_int_equal(res.nperiods, 2);
+	assert_period(&res, 0, D(2024, 6, 11), D(2024, 6, 30), 1000 * MICRO, 90000,
+	              INTEREST_STATUTORY, 4931507);
+	assert_period(&res, 1, D(2024, 7, 1), D(2024, 7, 10), 1000 * MICRO, 80000,
+	              INTEREST_CONTRACTUAL, 2191781);
+	interest_result_free(&res);
+	check_split(&in, D(2024, 6, 1), D(2024, 7, 31));
+}
+
+static void
+test_terms_errors(void **state)
+{
+	const struct interest_change ch[] = {{D(2024, 6, 10), 1000 * MICRO}};
+	const struct interest_terms unsorted[] = {{D(2024, 7, 1), 1, ""}, {D(2024, 7, 1), 2, ""}};
+	const struct interest_terms negative[] = {{D(2024, 7, 1), -1, ""}};
+	struct interest_input in = {.due_date = D(2024, 6, 10),
+	                            .changes = ch,
+	                            .nchanges = 1,
+	                            .contractual_rate = 120000,
+	                            .daycount = DAYCOUNT_ACT_365,
+	                            .rates = *state};
+	struct interest_result res;
+	char err[128];
+
+	in.terms = unsorted;
+	in.nterms = 2;
+	assert_int_equal(interest_compute(&in, D(2024, 6, 1), D(2024, 8, 1), &res, err, sizeof err),
+	                 INTEREST_EINVAL);
+	in.terms = negative;
+	in.nterms = 1;
+	assert_int_equal(interest_compute(&in, D(2024, 6, 1), D(2024, 8, 1), &res, err, sizeof err),
+	                 INTEREST_EINVAL);
+	in.terms = NULL;
+	assert_int_equal(interest_compute(&in, D(2024, 6, 1), D(2024, 8, 1), &res, err, sizeof err),
+	                 INTEREST_EINVAL);
+}
+
 static void
 test_split_property(void **state)
 {
@@ -851,6 +944,8 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_split_property, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_errors, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_missing_rate_fallback, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_terms_history, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_terms_errors, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
