@@ -225,9 +225,12 @@ event_finish(struct event_in *e, bool has_amount, bool has_occurred, const struc
 		if (e->occurred > w->now + w->max_future_usec)
 			event_reject(e, EVENT_INVALID_TIME, "%s: too far in the future",
 			             "occurred_at");
-		else if (e->occurred < w->now - w->max_age_usec)
+		else if (e->occurred < w->now - w->max_age_usec) {
+			/* the last check, reached only without another fault */
 			event_reject(e, EVENT_INVALID_TIME, "%s: older than max_event_age",
 			             "occurred_at");
+			e->too_old = true;
+		}
 	}
 }
 

@@ -29,6 +29,10 @@ struct event_in {
 	int32_t quantity;
 	enum event_verdict verdict;
 	char why[96]; /* human detail for rejected events */
+	/* EVENT_INVALID_TIME whose only fault is being older than max_event_age
+	 * (every field valid): it may have been stored when it was younger, so
+	 * the daemon looks its id up before answering (R3.3). */
+	bool too_old;
 };
 
 struct event_batch {

@@ -11,12 +11,15 @@
 #include "civil.h"
 #include "clock.h"
 #include "config.h"
+#include "db.h"
 #include "events.h"
 #include "http_util.h"
 #include "jsonfield.h"
 #include "jsonscan.h"
 #include "limit_rules.h"
+#include "log.h"
 #include "money.h"
+#include "pgbin.h"
 #include "tz.h"
 #include "xmalloc.h"
 
@@ -29,12 +32,187 @@ http_usage_is_ndjson(struct http_req *r)
 	              strncasecmp(ct, "application/jsonl", 17) == 0);
 }
 
+/* Queue the job's valid events (batcher.h); the batcher answers it. */
+static void
+usage_submit(struct ingest_job *job)
+{
+	struct http_req *r = job->req;
+
+	if (batcher_submit(http_req_app(r)->batcher, job) != 0) {
+		ingest_job_free(job);
+		http_reply_add_header(r, "Retry-After", "1");
+		http_reply_error(r, 503, "unavailable", "ingest queue full; retry", NULL);
+	}
+}
+
+/* ---- R3.3: events re-sent after max_event_age ----
+ *
+ * An event accepted when it was young and sent again later (a platform
+ * retrying after an outage) is older than max_event_age now, but it is stored:
+ * its answer is `duplicate` (same payload) or `conflict` (another payload),
+ * never `rejected`. Events whose only fault is their age (events.c: too_old)
+ * and whose account is known (and, R3.5, did not occur after its
+ * termination) are looked up by id in ONE parameterised query per request,
+ * before the request's other events are queued (the reply waits for both;
+ * results stay in input order); requests without such events never query.
+ * Events that are not stored keep their rejection (invalid_time), and so do
+ * those with another fault or an unknown account. A failed lookup answers
+ * the whole request 503 (nothing of it is queued yet): "rejected" could be
+ * wrong, and the sender retries. */
+
+struct usage_old {
+	struct ingest_job *job;
+	size_t n;
+	size_t *idx;                      /* the events looked up, in input order */
+	const struct acache_entry **acct; /* their accounts */
+};
+
+static void
+usage_old_free(struct usage_old *q)
+{
+	free(q->idx);
+	free(q->acct);
+	free(q);
+}
+
+/* The account of an event whose only fault is its age, when it may be
+ * stored: known, and the event did not occur after its termination (R3.5:
+ * those keep their answer, as young ones do); else NULL. */
+static const struct acache_entry *
+usage_old_account(const struct acache *c, const struct event_in *e)
+{
+	const struct acache_entry *a;
+
+	if (!e->too_old)
+		return NULL;
+	a = acache_find(c, e->account);
+	if (a == NULL)
+		return NULL; /* an unknown account has no events */
+	if (a->status == ACACHE_TERMINATED && a->has_terminated && e->occurred > a->terminated_at)
+		return NULL;
+	return a;
+}
+
+static void
+usage_old_status(char out[12], const struct acache_entry *a)
+{
+	snprintf(out, 12, "%s",
+	         a->status == ACACHE_ACTIVE      ? "active"
+	         : a->status == ACACHE_SUSPENDED ? "suspended"
+	                                         : "terminated");
+}
+
+/* One letter per event looked up, in order: 'n' not stored, 'd' stored with
+ * the same payload, 'c' stored with another (the comparison
+ * creditd_ingest_batch makes for 'd', sql/0017_ingest_account_join.sql). */
+#define USAGE_OLD_SQL                                                                              \
+	"SELECT string_agg(CASE WHEN e.id IS NULL THEN 'n' "                                       \
+	"WHEN e.account_id = u.acc AND e.amount = u.amount AND e.quantity = u.qty "                \
+	"AND e.service = u.service AND e.destination = coalesce(u.dest, '') "                      \
+	"AND e.occurred_at = timestamptz 'epoch' + u.occ * interval '1 microsecond' "              \
+	"THEN 'd' ELSE 'c' END, '' ORDER BY u.ord) "                                               \
+	"FROM unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::int[], $5::text[], $6::text[], "    \
+	"$7::bigint[]) WITH ORDINALITY AS u(id, acc, amount, qty, service, dest, occ, ord) "       \
+	"LEFT JOIN events e ON e.id = u.id"
+
+enum { O_IDS, O_ACCS, O_AMOUNTS, O_QTY, O_SERVICES, O_DESTS, O_OCCURRED, O_PARAMS };
+
+static void
+usage_old_done(const struct db_result *res, void *arg)
+{
+	struct usage_old *q = arg;
+	struct ingest_job *job = q->job;
+	struct http_req *r = job->req;
+	const PGresult *pg;
+	const char *letters = NULL;
+
+	if (db_result_ok(res)) {
+		pg = db_result_get(res, 0);
+		if (PQntuples(pg) == 1 && !PQgetisnull(pg, 0, 0) &&
+		    strlen(PQgetvalue(pg, 0, 0)) == q->n)
+			letters = PQgetvalue(pg, 0, 0);
+	}
+	if (letters == NULL) {
+		/* not knowing whether they are stored: 503 (see above) */
+		log_req(db_result_unavailable(res) ? LOG_LEVEL_WARNING : LOG_LEVEL_ERROR,
+		        http_req_id(r), "events: looking up %zu old events: %s", q->n,
+		        db_result_ok(res) ? "unexpected result" : db_result_error(res));
+		usage_old_free(q);
+		ingest_job_free(job);
+		http_reply_unavailable(r);
+		return;
+	}
+	for (size_t k = 0; k < q->n; k++) {
+		size_t i = q->idx[k];
+		if (letters[k] == 'n')
+			continue; /* never stored: stays rejected, invalid_time */
+		job->status[i] = letters[k] == 'd' ? "duplicate" : "conflict";
+		job->reason[i] = NULL;
+		usage_old_status(job->acct_status[i], q->acct[k]);
+	}
+	usage_old_free(q);
+	usage_submit(job);
+}
+
+/* Looks the events of q up, then queues the job; answers 503 itself when no
+ * connection is usable. */
+static void
+usage_old_lookup(struct usage_old *q)
+{
+	struct ingest_job *job = q->job;
+	struct http_req *r = job->req;
+	struct pgbin p[O_PARAMS];
+	const char *params[O_PARAMS];
+	int lens[O_PARAMS], formats[O_PARAMS];
+	bool ok = true;
+	struct db_batch *b;
+
+	pgbin_begin(&p[O_IDS], PGBIN_UUID);
+	pgbin_begin(&p[O_ACCS], PGBIN_UUID);
+	pgbin_begin(&p[O_AMOUNTS], PGBIN_INT8);
+	pgbin_begin(&p[O_QTY], PGBIN_INT4);
+	pgbin_begin(&p[O_SERVICES], PGBIN_TEXT);
+	pgbin_begin(&p[O_DESTS], PGBIN_TEXT);
+	pgbin_begin(&p[O_OCCURRED], PGBIN_INT8);
+	for (size_t k = 0; k < q->n; k++) {
+		const struct event_in *e = &job->evs.ev[q->idx[k]];
+		/* both canonical (events.c, the account cache): cannot fail */
+		ok = pgbin_uuid(&p[O_IDS], e->id) && ok;
+		ok = pgbin_uuid(&p[O_ACCS], q->acct[k]->id) && ok;
+		pgbin_int8(&p[O_AMOUNTS], e->amount);
+		pgbin_int4(&p[O_QTY], e->quantity);
+		pgbin_text(&p[O_SERVICES], e->service);
+		pgbin_text(&p[O_DESTS], e->destination);
+		pgbin_int8(&p[O_OCCURRED], e->occurred);
+	}
+	for (int k = 0; k < O_PARAMS; k++) {
+		pgbin_end(&p[k]);
+		params[k] = p[k].p;
+		lens[k] = (int)p[k].len;
+		formats[k] = 1; /* binary arrays */
+	}
+	b = db_batch_new();
+	db_batch_add_fmt(b, USAGE_OLD_SQL, O_PARAMS, params, lens, formats);
+	for (int k = 0; k < O_PARAMS; k++)
+		pgbin_free(&p[k]);
+	if (!ok) {
+		log_req(LOG_LEVEL_ERROR, http_req_id(r), "events: an id is not a canonical uuid");
+		db_batch_free(b);
+	} else if (db_submit(http_req_app(r)->db, b, usage_old_done, q) == 0) {
+		return;
+	}
+	usage_old_free(q);
+	ingest_job_free(job);
+	http_reply_unavailable(r);
+}
+
 void
 http_usage_events(struct http_req *r)
 {
 	struct app *app = http_req_app(r);
 	const struct config *cfg = app->cfg;
 	struct ingest_job *job;
+	struct usage_old *old = NULL;
 	struct events_window w;
 	size_t len;
 	const char *body = http_req_body(r, &len);
@@ -75,6 +253,18 @@ http_usage_events(struct http_req *r)
 		if (e->verdict != EVENT_OK) {
 			job->status[i] = "rejected";
 			job->reason[i] = events_verdict_reason(e->verdict);
+			/* R3.3: too old, but perhaps stored when it was young */
+			if ((a = usage_old_account(app->acache, e)) != NULL) {
+				if (old == NULL) {
+					old = xcalloc(1, sizeof *old);
+					old->job = job;
+					old->idx = xcalloc(job->evs.n, sizeof *old->idx);
+					old->acct = xcalloc(job->evs.n, sizeof *old->acct);
+				}
+				old->idx[old->n] = i;
+				old->acct[old->n] = a;
+				old->n++;
+			}
 			continue;
 		}
 		a = acache_find(app->acache, e->account);
@@ -95,11 +285,10 @@ http_usage_events(struct http_req *r)
 		job->acct[i] = a;
 		job->period[i] = tz_month_of(e->occurred);
 	}
-	if (batcher_submit(app->batcher, job) != 0) {
-		ingest_job_free(job);
-		http_reply_add_header(r, "Retry-After", "1");
-		http_reply_error(r, 503, "unavailable", "ingest queue full; retry", NULL);
-	}
+	if (old != NULL)
+		usage_old_lookup(old); /* then queues the job */
+	else
+		usage_submit(job);
 }
 
 /* ---- POST /v1/authorize (R3.6): answered from the account cache ---- */

@@ -220,6 +220,80 @@ test_field_boundaries(void **state)
 	            EVENT_INVALID_FIELD, 0, 0);
 }
 
+/* R3.3: too_old marks an event whose ONLY fault is being older than
+ * max_event_age (the daemon then looks its id up), on both parsers and in
+ * NDJSON; any other fault, alone or with the age, leaves it unset. */
+static void
+expect_too_old(const char *event, enum event_verdict v, bool too_old)
+{
+	char body[1024], err[200];
+	struct event_batch b;
+
+	snprintf(body, sizeof body, "[%s]", event);
+	for (int path = 0; path < 3; path++) {
+		const char *text = path == 2 ? event : body;
+		int rc = path == 0
+		             ? events_parse(text, strlen(text), false, 10, &W, &b, err, sizeof err)
+		         : path == 1
+		             ? events_parse_jansson(text, strlen(text), false, 10, &W, &b, err,
+		                                    sizeof err)
+		             : events_parse(text, strlen(text), true, 10, &W, &b, err, sizeof err);
+		assert_int_equal(rc, EVENTS_PARSE_OK);
+		assert_int_equal(b.n, 1);
+		if (b.ev[0].verdict != v || b.ev[0].too_old != too_old)
+			fail_msg("%s (path %d): verdict %d too_old %d, want %d %d (%s)", event,
+			         path, b.ev[0].verdict, b.ev[0].too_old, v, too_old, b.ev[0].why);
+		if (too_old) {
+			assert_string_equal(b.ev[0].why, "occurred_at: older than max_event_age");
+			/* every field parsed: the daemon compares them with the stored event */
+			assert_string_equal(b.ev[0].id, ID1);
+			assert_non_null(b.ev[0].account);
+			assert_non_null(b.ev[0].service);
+			assert_true(b.ev[0].amount > 0);
+		}
+		events_free(&b);
+	}
+}
+
+#define OLD "2025-12-11T09:59:59.999999Z" /* one microsecond too old */
+
+static void
+test_too_old(void **state)
+{
+	(void)state;
+	expect_too_old(EV("\"amount\":\"1\",\"service\":\"sms\"", OLD), EVENT_INVALID_TIME, true);
+	expect_too_old(EV("\"amount\":\"1.5\",\"service\":\"sms\",\"destination\":\"DE\","
+	                  "\"quantity\":3",
+	                  "2020-01-01T00:00:00Z"),
+	               EVENT_INVALID_TIME, true);
+	/* in the window, or too far ahead, or not a time: not too old */
+	expect_too_old(EV("\"amount\":\"1\",\"service\":\"sms\"", "2025-12-11T10:00:00Z"), EVENT_OK,
+	               false);
+	expect_too_old(EV("\"amount\":\"1\",\"service\":\"sms\"", "2026-01-15T10:05:01Z"),
+	               EVENT_INVALID_TIME, false);
+	expect_too_old(EV("\"amount\":\"1\",\"service\":\"sms\"", "2025-12-11 09:00"),
+	               EVENT_INVALID_TIME, false);
+	/* too old AND another fault: the other fault, not too_old */
+	expect_too_old(EV("\"amount\":\"0\",\"service\":\"sms\"", OLD), EVENT_INVALID_AMOUNT,
+	               false);
+	expect_too_old(EV("\"amount\":\"1\",\"service\":\"s s\"", OLD), EVENT_INVALID_FIELD, false);
+	expect_too_old(EV("\"amount\":\"1\",\"service\":\"sms\",\"quantity\":0", OLD),
+	               EVENT_INVALID_FIELD, false);
+	expect_too_old(EV("\"amount\":\"1\",\"service\":\"sms\",\"colour\":\"blue\"", OLD),
+	               EVENT_INVALID_FIELD, false);
+	expect_too_old(EV("\"amount\":\"1\"", OLD), EVENT_INVALID_FIELD, false);
+	expect_too_old("{\"id\":\"" ID1 "\",\"account\":\"ext:C-1\",\"occurred_at\":\"" OLD
+	               "\",\"service\":\"sms\"}",
+	               EVENT_INVALID_AMOUNT, false);
+	expect_too_old(
+	    "{\"id\":\"x\",\"account\":\"ext:C-1\",\"amount\":\"1\",\"occurred_at\":\"" OLD
+	    "\",\"service\":\"sms\"}",
+	    EVENT_INVALID_FIELD, false);
+	expect_too_old("{\"id\":\"" ID1 "\",\"amount\":\"1\",\"occurred_at\":\"" OLD
+	               "\",\"service\":\"sms\"}",
+	               EVENT_INVALID_FIELD, false);
+}
+
 static void
 test_ndjson_limits(void **state)
 {
@@ -245,7 +319,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_shapes),        cmocka_unit_test(test_bad_events),
 	    cmocka_unit_test(test_uuid_canon),    cmocka_unit_test(test_field_boundaries),
-	    cmocka_unit_test(test_ndjson_limits),
+	    cmocka_unit_test(test_ndjson_limits), cmocka_unit_test(test_too_old),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
