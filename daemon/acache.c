@@ -32,7 +32,9 @@ struct acache {
 	size_t cap, n;
 	bool loaded;
 	int generation; /* bumps on each reload, so stale pages are ignored */
+	bool forced;    /* this generation's pages overwrite entries it has not written */
 	int64_t load_cursor;
+	uint64_t stale; /* rows ignored as older than their entry */
 	struct app *app;
 };
 
@@ -138,7 +140,7 @@ acache_opt(const PGresult *res, int row, int c, bool *has)
  * PQfnumber per value made a page of a (re)load cost several times more. */
 struct acache_cols {
 	int id, ext, currency, status, monthly_limit, total_limit, terminated, monthly_usage,
-	    exposure, usage_month;
+	    exposure, usage_month, version;
 };
 
 static void
@@ -154,6 +156,7 @@ acache_cols_of(const PGresult *res, struct acache_cols *k)
 	k->monthly_usage = col(res, "monthly_usage");
 	k->exposure = col(res, "exposure");
 	k->usage_month = col(res, "usage_month_day");
+	k->version = col(res, "version"); /* every row the cache takes has it (0023) */
 }
 
 /* snprintf(dst, size, "%s", src) without the format machinery. */
@@ -166,12 +169,29 @@ acache_copy(char *dst, size_t size, const char *src)
 	dst[n] = '\0';
 }
 
+/* Whether a row of version v may replace what e shows. Results are handled
+ * in the order they arrive, not of their commits; the versions of one row
+ * follow its commits (each UPDATE increments it under the row lock, 0023).
+ * So a lower version is an older state: taking it would show, say, `active`
+ * for an account a later commit suspended, and /v1/authorize (R3.6) would
+ * allow traffic the database forbids. A page of a blocking reload (start,
+ * reconnect) takes its row unless this reload already wrote the entry. */
+static bool
+acache_takes(const struct acache *c, const struct acache_entry *e, int64_t v, bool page)
+{
+	if (v >= e->version)
+		return true;
+	return page && c->forced && e->generation != c->generation;
+}
+
 static void
-acache_update_row(struct acache *c, const PGresult *res, int row, const struct acache_cols *k)
+acache_update_row(struct acache *c, const PGresult *res, int row, const struct acache_cols *k,
+                  bool page)
 {
 	const char *id = PQgetvalue(res, row, k->id);
 	const char *ext = PQgetvalue(res, row, k->ext);
 	const char *status = PQgetvalue(res, row, k->status);
+	int64_t version = col_i64(res, row, k->version);
 	uint64_t h;
 	struct acache_slot *slot;
 	struct acache_entry *e;
@@ -181,6 +201,12 @@ acache_update_row(struct acache *c, const PGresult *res, int row, const struct a
 	h = acache_hash(id);
 	slot = acache_slot(c->by_id, c->cap, id, h, false);
 	e = slot->e;
+	if (e != NULL && !acache_takes(c, e, version, page)) {
+		c->stale++;
+		log_debug("account cache: %s: version %" PRId64 " older than %" PRId64 "; ignored",
+		          e->id, version, e->version);
+		return;
+	}
 	if (e == NULL) {
 		size_t extlen = strlen(ext);
 		e = xcalloc(1, sizeof *e + extlen + 1);
@@ -201,6 +227,8 @@ acache_update_row(struct acache *c, const PGresult *res, int row, const struct a
 	e->monthly_usage = col_i64(res, row, k->monthly_usage);
 	e->exposure = col_i64(res, row, k->exposure);
 	e->usage_month = (int32_t)col_i64(res, row, k->usage_month);
+	e->version = version;
+	e->generation = c->generation;
 }
 
 void
@@ -209,7 +237,26 @@ acache_update(struct acache *c, const PGresult *res, int row)
 	struct acache_cols k;
 
 	acache_cols_of(res, &k);
-	acache_update_row(c, res, row, &k);
+	acache_update_row(c, res, row, &k, false);
+}
+
+void
+acache_update_rows(struct acache *c, const PGresult *res, int first)
+{
+	struct acache_cols k;
+	int n = PQntuples(res);
+
+	if (first >= n)
+		return;
+	acache_cols_of(res, &k);
+	for (int i = first; i < n; i++)
+		acache_update_row(c, res, i, &k, false);
+}
+
+uint64_t
+acache_stale_rows(const struct acache *c)
+{
+	return c->stale;
 }
 
 size_t
@@ -254,7 +301,7 @@ acache_page_cb(const struct db_result *res, void *arg)
 	acache_cols_of(pg, &k);
 	seq = col(pg, "seq");
 	for (int i = 0; i < n; i++) {
-		acache_update_row(c, pg, i, &k);
+		acache_update_row(c, pg, i, &k, true);
 		c->load_cursor = col_i64(pg, i, seq);
 	}
 	if (n == ACACHE_PAGE) {
@@ -295,6 +342,8 @@ acache_reload(struct acache *c, struct app *app, bool block)
 	c->app = app;
 	if (block)
 		c->loaded = false;
+	/* a blocking load cut short by this one stays one */
+	c->forced = block || !c->loaded;
 	c->generation++;
 	c->load_cursor = 0;
 	acache_load_next(c);

@@ -555,9 +555,10 @@ lane_flushed(const struct db_result *res, void *arg)
 			bt->items[i].job->failed = true;
 	} else {
 		uint64_t while_suspended = 0;
-		/* the account rows: the cache follows the committed state */
-		for (int i = 1; i < PQntuples(st); i++)
-			acache_update(b->app->acache, st, i);
+		/* the account rows (from row 1 on): the cache follows the committed
+		 * state, unless a result handled before this one showed a later
+		 * version of an account (0023: each row carries its version) */
+		acache_update_rows(b->app->acache, st, 1);
 		for (size_t i = 0; i < bt->n; i++) {
 			struct batch_item *it = &bt->items[i];
 			struct ingest_job *job = it->job;
