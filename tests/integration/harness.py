@@ -36,6 +36,7 @@ user "creditd" (created if missing); the daemon itself runs as the caller.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import ctypes
 import fcntl
 import glob
@@ -51,6 +52,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 import unittest
@@ -1009,6 +1011,60 @@ class DaemonTestCase(unittest.TestCase):
 
     def psql(self, sql: str) -> str:
         return self.cluster.psql(sql)
+
+    def wait_for_sql(self, sql: str, what: str, timeout: float = 10) -> None:
+        """Waits until `sql` returns something other than nothing or 0."""
+        deadline = time.monotonic() + timeout
+        while self.psql(sql).strip() in ("", "0"):
+            self.assertLess(time.monotonic(), deadline, what)
+            time.sleep(0.02)
+
+    @contextlib.contextmanager
+    def rollover_waiting(self, account_id: str, now: str, name: str = "test_locker"):
+        """Moves the test clock to `now` (a month start: the rollover's due
+        time) while another session holds account_id's row lock, so that the
+        month rollover (R4.1) is left waiting for that account with the rest
+        already rolled over; the body runs in that state. On exit the lock is
+        released, and the clock move must have answered 200."""
+        c = self.cluster
+        locker = subprocess.Popen(
+            [os.path.join(c.bindir, "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h",
+             c.sockdir, "-p", str(c.port), "-U", PG_SUPERUSER, "-d", DEFAULT_DBNAME, "-f", "-"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        clock: dict = {}
+        mover = None
+        try:
+            locker.stdin.write(f"SET application_name = '{name}';\nBEGIN;\n"
+                               f"SELECT 1 FROM accounts WHERE id = '{account_id}' FOR UPDATE;\n")
+            locker.stdin.flush()
+            self.wait_for_sql("SELECT count(*) FROM pg_stat_activity WHERE application_name = "
+                              f"'{name}' AND state = 'idle in transaction'",
+                              "the locker never took its lock")
+
+            def move() -> None:
+                # its own connection: the harness's is not shared between threads
+                conn = http.client.HTTPConnection("127.0.0.1", self.daemon.port, timeout=60)
+                conn.request("PUT", "/v1/test/clock", body=json.dumps({"now": now}),
+                             headers={"Content-Type": "application/json",
+                                      "Authorization": "Bearer " + self.daemon.secret("admin")})
+                resp = conn.getresponse()
+                clock["r"] = (resp.status, resp.read())
+                conn.close()
+
+            mover = threading.Thread(target=move)
+            mover.start()
+            self.wait_for_sql("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = "
+                              "'Lock' AND query LIKE '%creditd_month_rollover_accounts%'",
+                              "the rollover never waited for the locked account")
+            yield
+        finally:
+            locker.stdin.write("COMMIT;\n")
+            locker.stdin.close()
+            locker.wait(30)
+            if mover is not None:
+                mover.join(60)
+        self.assertEqual(locker.returncode, 0, locker.stderr.read())
+        self.assertEqual(clock["r"][0], 200, clock["r"])
 
     def notifications(self, ref: str, kind: str | None = None) -> list[dict]:
         """The notifications of account ext:ref (R8.1), oldest first, only

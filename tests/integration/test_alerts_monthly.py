@@ -10,12 +10,6 @@ test_30 moves it over the January/February boundary, test_40 to February 5,
 test_50 over the February/March boundary. Tests run in name order and
 depend on it: keep the numbering."""
 
-import http.client
-import json
-import os
-import subprocess
-import threading
-import time
 import uuid
 
 import harness
@@ -185,12 +179,6 @@ class AlertsMonthly(harness.DaemonTestCase):
     # -- an alert sent in the new month before the rollover reached the
     #    account counts for the new month: nothing twice
 
-    def _wait_for(self, sql, what, timeout=10):
-        deadline = time.monotonic() + timeout
-        while self.psql(sql).strip() in ("", "0"):
-            self.assertLess(time.monotonic(), deadline, what)
-            time.sleep(0.02)
-
     def test_50_alert_before_the_rollover_reaches_the_account(self):
         x = self.account("W-1", total_limit="100")
         y = self.account("W-2", total_limit="100")
@@ -199,49 +187,11 @@ class AlertsMonthly(harness.DaemonTestCase):
         self.clock_at_least("2027-02-05T00:00:00Z")
         self.use(ref, "85", occurred_at="2027-02-04T23:00:00Z")    # February: 80
         self.move_clock("2027-02-28T10:59:00Z")
-        c = self.cluster
-        locker = subprocess.Popen(
-            [os.path.join(c.bindir, "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h",
-             c.sockdir, "-p", str(c.port), "-U", harness.PG_SUPERUSER, "-d",
-             harness.DEFAULT_DBNAME, "-f", "-"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        clock = {}
-        mover = None
-        try:
-            locker.stdin.write("SET application_name = 'alerts_locker';\nBEGIN;\n"
-                               f"SELECT 1 FROM accounts WHERE id = '{low['id']}' FOR UPDATE;\n")
-            locker.stdin.flush()
-            self._wait_for("SELECT count(*) FROM pg_stat_activity WHERE application_name = "
-                           "'alerts_locker' AND state = 'idle in transaction'",
-                           "the locker never took its lock")
-
-            def move():
-                conn = http.client.HTTPConnection("127.0.0.1", self.daemon.port, timeout=60)
-                conn.request("PUT", "/v1/test/clock",
-                             body=json.dumps({"now": "2027-02-28T11:00:01Z"}),
-                             headers={"Content-Type": "application/json",
-                                      "Authorization": "Bearer " + self.daemon.secret("admin")})
-                resp = conn.getresponse()
-                clock["r"] = (resp.status, resp.read())
-                conn.close()
-
-            mover = threading.Thread(target=move)
-            mover.start()
-            self._wait_for("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = "
-                           "'Lock' AND query LIKE '%creditd_month_rollover_accounts%'",
-                           "the rollover never waited for the locked account")
+        with self.rollover_waiting(low["id"], "2027-02-28T11:00:01Z", "alerts_locker"):
             # March 1, 00:00 in Auckland; the rollover has not reached the
             # account yet: 85 + 5 = 90 % alerts 90 (the first in March)
             out = self.post_events([ev("ext:" + ref, "5", occurred_at=MAR_START)])
             self.assertEqual(out["accepted"], 1, out)
-        finally:
-            locker.stdin.write("COMMIT;\n")
-            locker.stdin.close()
-            locker.wait(30)
-            if mover is not None:
-                mover.join(60)
-        self.assertEqual(locker.returncode, 0, locker.stderr.read())
-        self.assertEqual(clock["r"][0], 200, clock["r"])
         # the rollover then keeps March's level: 90 is not sent twice in
         # March (and 80, skipped over by it, not again either)
         self.assertEqual(self.alerts(ref), [(80, "85", "100"), (90, "90", "100")])

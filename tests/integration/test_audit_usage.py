@@ -9,12 +9,7 @@ test_95 moves it on to 2026-04-18 (March's invoice overdue), test_97
 reloads the config with limit_notice_days = 0 (and back). Tests run in name
 order and depend on it: keep the numbering."""
 
-import http.client
 import json
-import os
-import subprocess
-import threading
-import time
 import unittest
 import uuid
 
@@ -440,12 +435,6 @@ class AuditUsage(harness.DaemonTestCase):
 
     # -- month boundary: runs last
 
-    def _wait_for(self, sql, what, timeout=10):
-        deadline = time.monotonic() + timeout
-        while self.psql(sql).strip() in ("", "0"):
-            self.assertLess(time.monotonic(), deadline, what)
-            time.sleep(0.02)
-
     def test_90_events_during_the_rollover_count_in_the_new_month(self):
         # R4.1: April's monthly usage is every April event. An event that
         # commits while the month rollover is still running (it waits for a
@@ -455,50 +444,11 @@ class AuditUsage(harness.DaemonTestCase):
         low, high = sorted([x, y], key=lambda a: a["id"])
         self.use(high["external_ref"], "8.5")      # March: 85 % -> 80 % alert
         self.move_clock("2026-03-31T23:59:00Z")    # every March daily job done
-        c = self.cluster
-        locker = subprocess.Popen(
-            [os.path.join(c.bindir, "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h",
-             c.sockdir, "-p", str(c.port), "-U", harness.PG_SUPERUSER, "-d",
-             harness.DEFAULT_DBNAME, "-f", "-"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        clock = {}
-        mover = None
-        try:
-            locker.stdin.write("SET application_name = 'audit_locker';\nBEGIN;\n"
-                               f"SELECT 1 FROM accounts WHERE id = '{low['id']}' FOR UPDATE;\n")
-            locker.stdin.flush()
-            self._wait_for("SELECT count(*) FROM pg_stat_activity WHERE application_name = "
-                           "'audit_locker' AND state = 'idle in transaction'",
-                           "the locker never took its lock")
-
-            def move():
-                # its own connection: the harness's is not shared between threads
-                conn = http.client.HTTPConnection("127.0.0.1", self.daemon.port, timeout=60)
-                conn.request("PUT", "/v1/test/clock",
-                             body=json.dumps({"now": "2026-04-01T00:00:01Z"}),
-                             headers={"Content-Type": "application/json",
-                                      "Authorization": "Bearer " + self.daemon.secret("admin")})
-                resp = conn.getresponse()
-                clock["r"] = (resp.status, resp.read())
-                conn.close()
-
-            mover = threading.Thread(target=move)
-            mover.start()
-            self._wait_for("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = "
-                           "'Lock' AND query LIKE '%creditd_month_rollover_accounts%'",
-                           "the rollover never waited for the locked account")
+        with self.rollover_waiting(low["id"], "2026-04-01T00:00:01Z", "audit_locker"):
             # the clock stands at the rollover's due time, April 1 00:00
             out = self.post_events([ev("ext:" + high["external_ref"], "3",
                                        occurred_at="2026-04-01T00:00:00Z")])
             self.assertEqual(out["accepted"], 1, out)
-        finally:
-            locker.stdin.write("COMMIT;\n")
-            locker.stdin.close()
-            locker.wait(30)
-            if mover is not None:
-                mover.join(60)
-        self.assertEqual(locker.returncode, 0, locker.stderr.read())
-        self.assertEqual(clock["r"][0], 200, clock["r"])
         a = self.get_account(high["external_ref"])
         # unbilled 8.5 + 3; April's usage is the 3 of April 1
         self.assertEqual((a["unbilled_usage"], a["monthly_usage"], a["monthly_remaining"]),
