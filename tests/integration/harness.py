@@ -56,6 +56,7 @@ import threading
 import time
 import traceback
 import unittest
+import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
@@ -966,6 +967,21 @@ def stop_env() -> None:
     env, _ENV = _ENV, None
     if env is not None:
         env.close()
+
+
+def uid() -> str:
+    """A new random UUID as text (event and payment ids)."""
+    return str(uuid.uuid4())
+
+
+def event(account: str, amount: str, occurred_at: str, service: str = "sms",
+          **extra: Any) -> dict:
+    """A chargeable event for POST /v1/events (R3.1) with a new id; extra
+    fields (destination, quantity, or a bad value) are added as given."""
+    e = {"id": uid(), "account": account, "amount": amount, "occurred_at": occurred_at,
+         "service": service}
+    e.update(extra)
+    return e
 
 
 class DaemonTestCase(unittest.TestCase):

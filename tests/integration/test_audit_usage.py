@@ -11,7 +11,6 @@ order and depend on it: keep the numbering."""
 
 import json
 import unittest
-import uuid
 
 import harness
 
@@ -21,15 +20,11 @@ PAID = "2026-03-09T12:00:00Z"
 NOTICE_END = "2026-03-17T10:00:00Z"  # T0 + 7 days
 
 
-def uid() -> str:
-    return str(uuid.uuid4())
+uid = harness.uid
 
 
 def ev(account, amount, occurred_at=OCC, service="sms", **extra):
-    e = {"id": uid(), "account": account, "amount": amount, "occurred_at": occurred_at,
-         "service": service}
-    e.update(extra)
-    return e
+    return harness.event(account, amount, occurred_at, service, **extra)
 
 
 class AuditUsage(harness.DaemonTestCase):

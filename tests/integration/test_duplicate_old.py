@@ -13,7 +13,6 @@ from decimal import Decimal
 import json
 import re
 import time
-import uuid
 
 import harness
 
@@ -24,15 +23,11 @@ OCC = "2026-01-15T09:00:00Z"  # when the stored events occurred
 OLD_MESSAGE = "occurred_at: older than max_event_age"
 
 
-def uid() -> str:
-    return str(uuid.uuid4())
+uid = harness.uid
 
 
 def ev(account, amount, occurred_at=OCC, service="sms", **extra):
-    e = {"id": uid(), "account": account, "amount": amount, "occurred_at": occurred_at,
-         "service": service}
-    e.update(extra)
-    return e
+    return harness.event(account, amount, occurred_at, service, **extra)
 
 
 class DuplicateOld(harness.DaemonTestCase):
