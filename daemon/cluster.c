@@ -19,11 +19,13 @@
 #define CLUSTER_LOCK_KEY "7274200"
 #define CLUSTER_FLUSH_MS 50
 #define CLUSTER_LEADER_SECONDS 2
+#define CLUSTER_WATCH_MS 100
 
 struct cluster {
 	struct app *app;
 	struct event *flush_timer;
 	struct event *leader_timer;
+	struct event *watch_timer;
 	bool flush_armed;
 	bool leader;
 	bool trying;
@@ -92,7 +94,7 @@ cluster_notify(const char *channel, const char *payload, int be_pid, void *arg)
 	char id[37];
 
 	if (db_pid_is_ours(c->app->db, be_pid))
-		return; /* our own change: already in the cache */
+		return; /* our own change: already in the cache (a job's: reloaded at its end) */
 	if (strcmp(channel, "creditd_rates") == 0) {
 		rates_reload(c->app->rates);
 		return;
@@ -139,6 +141,26 @@ cluster_locked(const struct db_result *res, void *arg)
 	}
 }
 
+/* The lock lives in connection 0's session: a lost connection lost it. */
+static bool
+cluster_holds_lock(const struct cluster *c)
+{
+	return c->leader && db_conn_generation(c->app->db, 0) == c->leader_generation;
+}
+
+/* R9.2: stop scheduling within 100 ms of losing the lock, not at the next
+ * 2 s attempt: another daemon may hold it by then (one leader at a time). */
+static void
+cluster_watch(evutil_socket_t fd, short what, void *arg)
+{
+	struct cluster *c = arg;
+
+	(void)fd;
+	(void)what;
+	if (c->leader && !cluster_holds_lock(c))
+		cluster_set_leader(c, false);
+}
+
 static void
 cluster_leader_check(evutil_socket_t fd, short what, void *arg)
 {
@@ -146,9 +168,7 @@ cluster_leader_check(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	/* the lock lives in connection 0's session: a reconnect lost it */
-	if (c->leader && db_conn_generation(c->app->db, 0) != c->leader_generation)
-		cluster_set_leader(c, false);
+	cluster_watch(fd, what, c);
 	if (c->leader || c->trying || c->app->draining)
 		return;
 	struct db_batch *b = db_batch_new();
@@ -162,11 +182,14 @@ cluster_new(struct app *app)
 {
 	struct cluster *c = xcalloc(1, sizeof *c);
 	struct timeval tv = {CLUSTER_LEADER_SECONDS, 0};
+	struct timeval watch = {0, CLUSTER_WATCH_MS * 1000};
 
 	c->app = app;
 	c->flush_timer = evtimer_new(app->base, cluster_flush, c);
 	c->leader_timer = event_new(app->base, -1, EV_PERSIST, cluster_leader_check, c);
 	event_add(c->leader_timer, &tv);
+	c->watch_timer = event_new(app->base, -1, EV_PERSIST, cluster_watch, c);
+	event_add(c->watch_timer, &watch);
 	db_set_listen(app->db, "LISTEN creditd_accounts; LISTEN creditd_rates");
 	db_set_notify_cb(app->db, cluster_notify, c);
 	sched_set_leader(app->sched, false);
@@ -201,6 +224,7 @@ cluster_free(struct cluster *c)
 	free(c->pending);
 	event_free(c->flush_timer);
 	event_free(c->leader_timer);
+	event_free(c->watch_timer);
 	free(c);
 }
 

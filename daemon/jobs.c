@@ -232,8 +232,11 @@ job_run_end(struct job_run *run, bool ok)
 		db_batch_add(b, "SELECT pg_advisory_unlock(" JOB_LOCK_KEY ", hashtext($1))", 1, p);
 		db_submit_conn(j->app->db, 0, b, NULL, NULL);
 	}
-	if (ok && (run->invoices > 0 || run->daily))
-		acache_reload(j->app->acache, j->app, false); /* exposure and reasons moved */
+	/* exposure and reasons moved, also in the committed chunks of a failed
+	 * run: our own NOTIFYs are skipped (R9.2), so without the reload this
+	 * daemon would authorize accounts the database has suspended */
+	if (run->invoices > 0 || run->daily)
+		acache_reload(j->app->acache, j->app, false);
 	if (run->sched && run->daily) {
 		daily_schedule_next(j->app, !ok);
 		sched_task_done(run->sched);

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <systemd/sd-daemon.h>
 
+#include "acache.h"
 #include "app.h"
 #include "build_config.h"
 #include "civil.h"
@@ -32,6 +33,7 @@ struct main_state {
 	bool migrate_only;
 	int exit_code;
 	bool ever_ready;
+	int listen_generation; /* connection 0's generation at the last cache load */
 	struct event *ev_term, *ev_int, *ev_hup, *ev_drain, *ev_watchdog, *ev_migrate_timeout;
 	int term_count;
 };
@@ -172,11 +174,21 @@ main_db_setup(bool ok, int version, const char *error, void *arg)
 		event_base_loopbreak(st->app.base);
 		return;
 	}
-	if (ok && !st->ever_ready) {
+	if (!ok)
+		return;
+	int g0 = db_conn_generation(st->app.db, 0);
+	bool relisten = g0 >= 0 && g0 != st->listen_generation;
+	st->listen_generation = g0;
+	if (!st->ever_ready) {
 		st->ever_ready = true;
 		service_db_ready(&st->app);
-	} else if (ok && db_take_outage(st->app.db)) {
+	} else if (db_take_outage(st->app.db)) {
 		service_db_reconnected(&st->app);
+	} else if (relisten) {
+		/* R9.2: connection 0 LISTENs again after the reload above ran on
+		 * another connection: what was committed in between sent its
+		 * NOTIFY to nobody */
+		acache_reload(st->app.acache, &st->app, false);
 	}
 }
 

@@ -305,9 +305,11 @@ service_db_ready(struct app *app)
 void
 service_db_reconnected(struct app *app)
 {
-	/* R9.2: changes made while we were away must be seen before authorizing */
-	if (acache_loaded(app->acache))
-		acache_reload(app->acache, app, true);
+	/* R9.2, R9.3: changes made while we were away must be seen before
+	 * authorizing, also when the outage cut a reload short (not loaded); and
+	 * reference rates PUT meanwhile (their NOTIFY reached nobody) */
+	acache_reload(app->acache, app, true);
+	rates_reload(app->rates);
 }
 
 void
