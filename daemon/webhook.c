@@ -26,9 +26,10 @@
 #include "xmalloc.h"
 
 #define POLL_SECONDS 1
-#define IO_TIMEOUT_SECONDS 10 /* connect, and between bytes */
-#define DEADLINE_SECONDS 30   /* a whole request, however slowly it trickles */
-#define LEASE_SECONDS "60"    /* claim in the database; longer than the deadline */
+#define COUNT_EVERY_POLL_BELOW 10000 /* undelivered rows; above: count once per tick */
+#define IO_TIMEOUT_SECONDS 10        /* connect, and between bytes */
+#define DEADLINE_SECONDS 30          /* a whole request, however slowly it trickles */
+#define LEASE_SECONDS "60"           /* claim in the database; longer than the deadline */
 #define MAX_RESPONSE_BODY 65536
 #define MAX_RESPONSE_HEADERS 16384
 #define ERROR_LEN 160
@@ -54,9 +55,10 @@ struct slot {
 	struct evhttp_connection *conn; /* kept alive between deliveries */
 	unsigned conn_gen;              /* URL generation conn was made for */
 	struct event *ev_deadline;
-	char id[24];    /* notification id */
-	int status;     /* HTTP status; 0 = no answer */
-	bool cancelled; /* stopped at shutdown; the claim is being released */
+	char id[24];     /* notification id */
+	int status;      /* HTTP status; 0 = no answer */
+	int head_status; /* status line of an answer whose head was read; 0 = none */
+	bool cancelled;  /* stopped at shutdown; the claim is being released */
 	char error[ERROR_LEN];
 };
 
@@ -69,6 +71,8 @@ struct webhook {
 	int db_pending;  /* batches in flight: poll and recordings */
 	bool polling;    /* a poll batch is in flight */
 	bool poll_again; /* poll as soon as the current one is done */
+	bool count_due;  /* the next poll also counts the backlog (once per tick) */
+	bool counting;   /* the poll in flight counts it */
 
 	/* the URL, parsed; NULL host = none */
 	char *url; /* as configured, to notice changes; never logged */
@@ -87,8 +91,8 @@ struct webhook {
 	uint64_t delivered;
 	uint64_t failures;
 	uint64_t given_up;
-	int64_t pending;      /* undelivered, not given up: as of the last poll */
-	int64_t dead;         /* given up, in the outbox: as of the last poll */
+	int64_t pending;      /* undelivered, not given up: last count */
+	int64_t dead;         /* given up, in the outbox: last count */
 	int64_t last_success; /* unix seconds; 0 = never */
 };
 
@@ -110,6 +114,7 @@ webhook_set_state(struct webhook *wh, enum webhook_state st)
 	wh->state = st;
 	if (st == WEBHOOK_RUNNING) {
 		event_add(wh->ev_poll, &tv);
+		wh->count_due = true;
 		webhook_kick(wh);
 	} else {
 		event_del(wh->ev_poll);
@@ -298,6 +303,14 @@ static void
 slot_finish(struct slot *s)
 {
 	event_del(s->ev_deadline);
+	/* R8.2: a 2xx status line is the receiver's acceptance. What follows it
+	 * (an answer body over MAX_RESPONSE_BODY, a body that trickles past the
+	 * deadline or is cut off) is never used, so it does not turn the
+	 * delivery into a failure that would send it again and again. */
+	if (s->status == 0 && s->head_status >= 200 && s->head_status <= 299) {
+		s->status = s->head_status;
+		s->error[0] = '\0';
+	}
 	if (s->status == 0 && s->error[0] == '\0')
 		snprintf(s->error, sizeof s->error, "connection failed");
 	else if (s->status != 0 && (s->status < 200 || s->status > 299))
@@ -334,6 +347,17 @@ slot_error_cb(enum evhttp_request_error err, void *arg)
 		break;
 	}
 	snprintf(s->error, sizeof s->error, "%s", what);
+}
+
+/* evhttp: the answer's status line and headers are read (before its body). */
+static int
+slot_header_cb(struct evhttp_request *req, void *arg)
+{
+	struct slot *s = arg;
+
+	if (s->state == SLOT_SENDING)
+		s->head_status = evhttp_request_get_response_code(req);
+	return 0;
 }
 
 /* evhttp: the answer (req == NULL or status 0 on failure). Only notes the
@@ -425,6 +449,7 @@ slot_send(struct slot *s, const PGresult *pg, int row)
 	snprintf(len, sizeof len, "%zu", blen);
 	webhook_sign(wh->app->cfg->webhook_secret, ts, body, sig);
 	s->status = 0;
+	s->head_status = 0;
 	s->error[0] = '\0';
 	s->cancelled = false;
 	s->state = SLOT_SENDING;
@@ -438,6 +463,7 @@ slot_send(struct slot *s, const PGresult *pg, int row)
 	}
 	req = evhttp_request_new(slot_done_cb, s);
 	evhttp_request_set_error_cb(req, slot_error_cb);
+	evhttp_request_set_header_cb(req, slot_header_cb);
 	h = evhttp_request_get_output_headers(req);
 	evhttp_add_header(h, "Host", wh->host_header);
 	evhttp_add_header(h, "User-Agent", "creditd/" CREDITD_VERSION);
@@ -577,14 +603,22 @@ slot_cancel(struct slot *s)
 /* ---- polling ---- */
 
 /* The oldest undelivered, not given-up notification of each account is its
- * head; due heads are claimed with a lease, oldest first. */
+ * head; due heads are claimed with a lease, oldest first. The outbox is
+ * walked in id order (notifications_undelivered) and a row is a head when no
+ * earlier undelivered, not given-up row of its account exists (an index probe
+ * in notifications_undelivered_account): the walk stops at $1 due heads
+ * instead of first grouping every undelivered row by account, which cost
+ * 0.6 s per poll with 200,000 undelivered rows (one invoice run of 100,000
+ * accounts) against 7 ms this way. Every notification has an account. */
 static const char webhook_claim_sql[] =
-    "WITH heads AS ("
-    "  SELECT DISTINCT ON (account_id) id, next_attempt_at FROM notifications"
-    "  WHERE delivered_at IS NULL AND next_attempt_at IS DISTINCT FROM 'infinity'"
-    "  ORDER BY account_id, id), "
-    "due AS (SELECT id FROM heads WHERE next_attempt_at IS NULL OR next_attempt_at <= now()"
-    "  ORDER BY id LIMIT $1::int), "
+    "WITH due AS ("
+    "  SELECT n.id FROM notifications n"
+    "  WHERE n.delivered_at IS NULL"
+    "  AND (n.next_attempt_at IS NULL OR n.next_attempt_at <= now())"
+    "  AND NOT EXISTS (SELECT 1 FROM notifications p"
+    "    WHERE p.account_id = n.account_id AND p.delivered_at IS NULL AND p.id < n.id"
+    "    AND p.next_attempt_at IS DISTINCT FROM 'infinity')"
+    "  ORDER BY n.id LIMIT $1::int), "
     "claimed AS (UPDATE notifications n"
     "  SET next_attempt_at = now() + make_interval(secs => $2::int) FROM due"
     "  WHERE n.id = due.id AND n.delivered_at IS NULL"
@@ -658,9 +692,11 @@ webhook_poll_cb(const struct db_result *res, void *arg)
 			log_warnx("webhook: polling the outbox failed: %s", db_result_error(res));
 	} else {
 		const PGresult *pg = db_result_get(res, 0);
-		const PGresult *cnt = db_result_get(res, 1);
-		wh->pending = col_i64(cnt, 0, 0);
-		wh->dead = col_i64(cnt, 0, 1);
+		if (wh->counting) {
+			const PGresult *cnt = db_result_get(res, 1);
+			wh->pending = col_i64(cnt, 0, 0);
+			wh->dead = col_i64(cnt, 0, 1);
+		}
 		int i = 0;
 		for (; i < PQntuples(pg) && wh->state == WEBHOOK_RUNNING; i++) {
 			struct slot *s = webhook_idle_slot(wh);
@@ -699,13 +735,20 @@ webhook_poll(struct webhook *wh)
 	const char *p[] = {lim, LEASE_SECONDS};
 	b = db_batch_new();
 	db_batch_add(b, webhook_claim_sql, 2, p);
-	db_batch_add(b, webhook_count_sql, 0, NULL);
+	/* The metrics' count reads every undelivered row (65 ms at 200,000):
+	 * with a large outbox once per POLL_SECONDS tick, not on each of the
+	 * polls that every finished delivery asks for, which it would pace. */
+	wh->counting = wh->count_due || wh->pending + wh->dead < COUNT_EVERY_POLL_BELOW;
+	wh->count_due = false;
+	if (wh->counting)
+		db_batch_add(b, webhook_count_sql, 0, NULL);
 	wh->polling = true;
 	wh->poll_again = false;
 	wh->db_pending++;
 	if (db_submit(wh->app->db, b, webhook_poll_cb, wh) != 0) {
 		wh->polling = false;
 		wh->db_pending--;
+		wh->count_due = wh->count_due || wh->counting;
 	}
 }
 
@@ -735,9 +778,12 @@ webhook_kick(struct webhook *wh)
 static void
 webhook_tick_cb(evutil_socket_t fd, short what, void *arg)
 {
+	struct webhook *wh = arg;
+
 	(void)fd;
 	(void)what;
-	webhook_kick(arg);
+	wh->count_due = true;
+	webhook_kick(wh);
 }
 
 /* ---- life cycle ---- */

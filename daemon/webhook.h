@@ -9,7 +9,9 @@
  *   X-Creditd-Timestamp: <unix seconds>       (wall clock at sending)
  *   X-Creditd-Signature: sha256=<hex HMAC-SHA256(secret, timestamp "." body)>
  *
- * At least once: a notification is marked delivered only after a 2xx answer.
+ * At least once: a notification is marked delivered only after a 2xx answer
+ * (its status line counts; the answer body is never used, so a body over
+ * 64 KiB, cut off or past the deadline does not undo the acceptance).
  * A failure (other status, connection error, 10 s timeout) is retried after
  * min(max_backoff_seconds, 2^(attempts-1)) seconds; after max_attempts failures
  * it is given up (next_attempt_at = 'infinity', last_error "gave up ...") and
