@@ -348,6 +348,12 @@ out:
 		event_free(st.ev_int);
 		event_free(st.ev_hup);
 	}
+	/* R9.3: the loop has ended and the exit code is decided; a further
+	 * SIGTERM/SIGINT (systemd, an impatient operator) must not turn the
+	 * clean exit into death by signal while memory is freed. Set after
+	 * event_free, which restores the handlers libevent replaced. */
+	signal(SIGTERM, SIG_IGN);
+	signal(SIGINT, SIG_IGN);
 	if (st.ev_drain)
 		event_free(st.ev_drain);
 	if (st.ev_watchdog)
