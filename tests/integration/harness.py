@@ -1028,12 +1028,48 @@ class DaemonTestCase(unittest.TestCase):
     def psql(self, sql: str) -> str:
         return self.cluster.psql(sql)
 
+    def get_account(self, ref: str) -> dict:
+        """GET /v1/accounts/ext:ref (read token), which must answer 200."""
+        r = self.request("GET", "/v1/accounts/ext:" + ref, token="read")
+        self.assertStatus(r, 200)
+        return r.json
+
+    def post_events(self, events: Any) -> dict:
+        """POST /v1/events (platform token), which must answer 200."""
+        r = self.request("POST", "/v1/events", events, token="platform")
+        self.assertStatus(r, 200)
+        return r.json
+
     def wait_for_sql(self, sql: str, what: str, timeout: float = 10) -> None:
         """Waits until `sql` returns something other than nothing or 0."""
         deadline = time.monotonic() + timeout
         while self.psql(sql).strip() in ("", "0"):
             self.assertLess(time.monotonic(), deadline, what)
             time.sleep(0.02)
+
+    def request_in_background(self, daemon: "Daemon", method: str, path: str, body: Any,
+                              token: str) -> tuple[threading.Thread, dict]:
+        """Sends one request from a thread with its own connection (the
+        harness's is not shared between threads), for a request that waits
+        (for a lock, a commit, a job). Returns the started thread and a dict
+        that gets "r" = (status, body bytes, Retry-After or None) once the
+        answer arrived; the thread is joined at clean-up too."""
+        out: dict = {}
+
+        def send() -> None:
+            conn = http.client.HTTPConnection("127.0.0.1", daemon.port, timeout=60)
+            data = body if isinstance(body, str) else json.dumps(body)
+            conn.request(method, path, body=data,
+                         headers={"Content-Type": "application/json",
+                                  "Authorization": "Bearer " + daemon.secret(token)})
+            resp = conn.getresponse()
+            out["r"] = (resp.status, resp.read(), resp.getheader("Retry-After"))
+            conn.close()
+
+        t = threading.Thread(target=send)
+        t.start()
+        self.addCleanup(t.join, 60)
+        return t, out
 
     @contextlib.contextmanager
     def rollover_waiting(self, account_id: str, now: str, name: str = "test_locker"):
@@ -1047,7 +1083,6 @@ class DaemonTestCase(unittest.TestCase):
             [os.path.join(c.bindir, "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h",
              c.sockdir, "-p", str(c.port), "-U", PG_SUPERUSER, "-d", DEFAULT_DBNAME, "-f", "-"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        clock: dict = {}
         mover = None
         try:
             locker.stdin.write(f"SET application_name = '{name}';\nBEGIN;\n"
@@ -1056,19 +1091,8 @@ class DaemonTestCase(unittest.TestCase):
             self.wait_for_sql("SELECT count(*) FROM pg_stat_activity WHERE application_name = "
                               f"'{name}' AND state = 'idle in transaction'",
                               "the locker never took its lock")
-
-            def move() -> None:
-                # its own connection: the harness's is not shared between threads
-                conn = http.client.HTTPConnection("127.0.0.1", self.daemon.port, timeout=60)
-                conn.request("PUT", "/v1/test/clock", body=json.dumps({"now": now}),
-                             headers={"Content-Type": "application/json",
-                                      "Authorization": "Bearer " + self.daemon.secret("admin")})
-                resp = conn.getresponse()
-                clock["r"] = (resp.status, resp.read())
-                conn.close()
-
-            mover = threading.Thread(target=move)
-            mover.start()
+            mover, clock = self.request_in_background(self.daemon, "PUT", "/v1/test/clock",
+                                                      {"now": now}, "admin")
             self.wait_for_sql("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = "
                               "'Lock' AND query LIKE '%creditd_month_rollover_accounts%'",
                               "the rollover never waited for the locked account")

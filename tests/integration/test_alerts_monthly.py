@@ -43,16 +43,6 @@ class AlertsMonthly(harness.DaemonTestCase):
         self.assertStatus(r, 201)
         return r.json
 
-    def get_account(self, ref):
-        r = self.request("GET", "/v1/accounts/ext:" + ref, token="read")
-        self.assertStatus(r, 200)
-        return r.json
-
-    def post_events(self, events):
-        r = self.request("POST", "/v1/events", events, token="platform")
-        self.assertStatus(r, 200)
-        return r.json
-
     def use(self, ref, amount, occurred_at=OCC):
         out = self.post_events([ev("ext:" + ref, amount, occurred_at)])
         self.assertEqual(out["accepted"], 1, out)

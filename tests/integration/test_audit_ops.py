@@ -18,12 +18,10 @@ application_name, so that the test can end exactly their database sessions
 (pg_terminate_backend) without touching the module's daemon. All run on the
 real clock (no test clock)."""
 
-import http.client
 import json
 import os
 import re
 import subprocess
-import threading
 import time
 import uuid
 
@@ -226,22 +224,9 @@ class AuditOps(harness.DaemonTestCase):
         locker = Locker(self, "ops_locker4",
                         f"SELECT 1 FROM accounts WHERE id = '{acc['id']}' FOR UPDATE")
         eid = str(uuid.uuid4())
-        out = {}
-
-        def post():
-            conn = http.client.HTTPConnection("127.0.0.1", d.port, timeout=60)
-            conn.request("POST", "/v1/events", body=json.dumps(
-                [{"id": eid, "account": "ext:OPS-T1", "amount": "2.50", "occurred_at": NOW,
-                  "service": "sms"}]),
-                headers={"Content-Type": "application/json",
-                         "Authorization": "Bearer " + d.secret("platform")})
-            resp = conn.getresponse()
-            out["r"] = (resp.status, resp.read())
-            conn.close()
-
-        t = threading.Thread(target=post)
-        t.start()
-        self.addCleanup(t.join, 60)
+        ev = [{"id": eid, "account": "ext:OPS-T1", "amount": "2.50", "occurred_at": NOW,
+               "service": "sms"}]
+        t, out = self.request_in_background(d, "POST", "/v1/events", ev, "platform")
         self.wait_for_sql("SELECT count(*) FROM pg_stat_activity WHERE application_name = "
                           "'ops_d4' AND wait_event_type = 'Lock'",
                           "the ingest batch never waited for the locked account")
@@ -304,20 +289,7 @@ class AuditOps(harness.DaemonTestCase):
         d = self.new_daemon("ops_d6")
         self.account(d, "OPS-J1", monthly_limit="30")
         locker = Locker(self, "ops_locker6", "LOCK TABLE accounts IN ACCESS EXCLUSIVE MODE")
-        out = {}
-
-        def post():
-            conn = http.client.HTTPConnection("127.0.0.1", d.port, timeout=60)
-            conn.request("POST", "/v1/jobs/daily?wait=true", body="{}",
-                         headers={"Content-Type": "application/json",
-                                  "Authorization": "Bearer " + d.secret("ops")})
-            resp = conn.getresponse()
-            out["r"] = (resp.status, resp.read())
-            conn.close()
-
-        t = threading.Thread(target=post)
-        t.start()
-        self.addCleanup(t.join, 60)
+        t, out = self.request_in_background(d, "POST", "/v1/jobs/daily?wait=true", "{}", "ops")
         self.wait_for_sql("SELECT count(*) FROM pg_stat_activity WHERE application_name = "
                           "'ops_d6' AND wait_event_type = 'Lock'",
                           "the daily job never waited for the lock")
@@ -392,22 +364,9 @@ class AuditOps(harness.DaemonTestCase):
         locker = Locker(self, "ops_locker9",
                         f"SELECT 1 FROM accounts WHERE id = '{acc['id']}' FOR UPDATE")
         eid = str(uuid.uuid4())
-        out = {}
-
-        def post():
-            conn = http.client.HTTPConnection("127.0.0.1", d.port, timeout=60)
-            conn.request("POST", "/v1/events", body=json.dumps(
-                [{"id": eid, "account": "ext:OPS-F1", "amount": "1", "occurred_at": NOW,
-                  "service": "sms"}]),
-                headers={"Content-Type": "application/json",
-                         "Authorization": "Bearer " + d.secret("platform")})
-            resp = conn.getresponse()
-            out["r"] = (resp.status, resp.read(), resp.getheader("Retry-After"))
-            conn.close()
-
-        t = threading.Thread(target=post)
-        t.start()
-        self.addCleanup(t.join, 60)
+        ev = [{"id": eid, "account": "ext:OPS-F1", "amount": "1", "occurred_at": NOW,
+               "service": "sms"}]
+        t, out = self.request_in_background(d, "POST", "/v1/events", ev, "platform")
         self.wait_for_sql("SELECT count(*) FROM pg_stat_activity WHERE application_name = "
                           "'ops_f9' AND wait_event_type = 'Lock'",
                           "the ingest batch never waited for the locked account")
