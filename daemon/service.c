@@ -56,9 +56,15 @@ service_metrics(struct evbuffer *out, void *arg)
 	                    "creditd_schema_version %d\n"
 	                    "# HELP creditd_accounts_cached Accounts in the authorization cache.\n"
 	                    "# TYPE creditd_accounts_cached gauge\n"
-	                    "creditd_accounts_cached %zu\n",
+	                    "creditd_accounts_cached %zu\n"
+	                    "# HELP creditd_account_cache_stale_rows_total Account rows ignored by "
+	                    "the cache as older than the version it holds (results arriving out of "
+	                    "commit order, R3.6).\n"
+	                    "# TYPE creditd_account_cache_stale_rows_total counter\n"
+	                    "creditd_account_cache_stale_rows_total %" PRIu64 "\n",
 	                    connected, connecting, backoff, inflight, db_ready(app->db) ? 1 : 0,
-	                    db_schema_version(app->db), acache_count(app->acache));
+	                    db_schema_version(app->db), acache_count(app->acache),
+	                    acache_stale_rows(app->acache));
 	batcher_metrics(app->batcher, out);
 }
 

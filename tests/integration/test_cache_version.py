@@ -17,6 +17,7 @@ Billing time zone UTC; the test clock stays at 2026-01-15T10:00:00Z."""
 import http.client
 import json
 import os
+import re
 import subprocess
 import threading
 import time
@@ -248,6 +249,7 @@ class CacheVersion(harness.DaemonTestCase):
             self.post_events([ev("V-X", "6.00")])  # exposure 5 + 6 >= 10
             self.assertCacheAgrees("V-X", "suspended")
 
+        stale0 = self.stale_rows()
         for _ in range(2):
             # a GET reads the suspended row and waits; a payment lifts
             got = self.interleaved("V-X", lift)
@@ -259,6 +261,15 @@ class CacheVersion(harness.DaemonTestCase):
             self.assertCacheAgrees("V-X", "suspended")
             self.pay("V-X", "1.00")  # back to exposure 10: still suspended
             self.assertCacheAgrees("V-X", "suspended")
+        # each of the four older rows was counted where /metrics shows it
+        self.assertEqual(self.stale_rows() - stale0, 4)
+
+    def stale_rows(self):
+        r = self.request("GET", "/metrics")
+        self.assertStatus(r, 200)
+        m = re.search(r"^creditd_account_cache_stale_rows_total (\d+)$", r.text, re.M)
+        self.assertIsNotNone(m, r.text[:500])
+        return int(m.group(1))
 
     def test_03_gated_reload_page(self):
         """A non-blocking reload (after the daily job) whose page was read
