@@ -231,6 +231,14 @@ acache_update_row(struct acache *c, const PGresult *res, int row, const struct a
 	e->generation = c->generation;
 }
 
+const char *
+acache_status_name(enum acache_status status)
+{
+	return status == ACACHE_ACTIVE      ? "active"
+	       : status == ACACHE_SUSPENDED ? "suspended"
+	                                    : "terminated";
+}
+
 void
 acache_update(struct acache *c, const PGresult *res, int row)
 {

@@ -18,6 +18,9 @@ struct acache;
 
 enum acache_status { ACACHE_ACTIVE = 0, ACACHE_SUSPENDED = 1, ACACHE_TERMINATED = 2 };
 
+/* "active", "suspended" or "terminated" (API.md's status words). */
+const char *acache_status_name(enum acache_status status);
+
 struct acache_entry {
 	char id[37];
 	char currency[4];

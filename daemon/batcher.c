@@ -578,13 +578,8 @@ lane_flushed(const struct db_result *res, void *arg)
 			}
 			/* the cache entry (never freed) now shows the committed state */
 			const struct acache_entry *e = job->acct[it->idx];
-			memcpy(job->acct_status[it->idx],
-			       e->status == ACACHE_ACTIVE      ? "active"
-			       : e->status == ACACHE_SUSPENDED ? "suspended"
-			                                       : "terminated",
-			       e->status == ACACHE_ACTIVE      ? 7
-			       : e->status == ACACHE_SUSPENDED ? 10
-			                                       : 11);
+			const char *word = acache_status_name(e->status);
+			memcpy(job->acct_status[it->idx], word, strlen(word) + 1);
 		}
 		if (while_suspended)
 			metrics_counter_add(b->app->metrics, "creditd_events_while_suspended_total",

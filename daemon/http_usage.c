@@ -93,15 +93,6 @@ usage_old_account(const struct acache *c, const struct event_in *e)
 	return a;
 }
 
-static void
-usage_old_status(char out[12], const struct acache_entry *a)
-{
-	snprintf(out, 12, "%s",
-	         a->status == ACACHE_ACTIVE      ? "active"
-	         : a->status == ACACHE_SUSPENDED ? "suspended"
-	                                         : "terminated");
-}
-
 /* One letter per event looked up, in order: 'n' not stored, 'd' stored with
  * the same payload, 'c' stored with another (the comparison
  * creditd_ingest_batch makes for 'd', sql/0017_ingest_account_join.sql). */
@@ -148,7 +139,8 @@ usage_old_done(const struct db_result *res, void *arg)
 			continue; /* never stored: stays rejected, invalid_time */
 		job->status[i] = letters[k] == 'd' ? "duplicate" : "conflict";
 		job->reason[i] = NULL;
-		usage_old_status(job->acct_status[i], q->acct[k]);
+		snprintf(job->acct_status[i], sizeof job->acct_status[i], "%s",
+		         acache_status_name(q->acct[k]->status));
 	}
 	usage_old_free(q);
 	usage_submit(job);
