@@ -141,15 +141,9 @@ cluster_locked(const struct db_result *res, void *arg)
 	}
 }
 
-/* The lock lives in connection 0's session: a lost connection lost it. */
-static bool
-cluster_holds_lock(const struct cluster *c)
-{
-	return c->leader && db_conn_generation(c->app->db, 0) == c->leader_generation;
-}
-
 /* R9.2: stop scheduling within 100 ms of losing the lock, not at the next
- * 2 s attempt: another daemon may hold it by then (one leader at a time). */
+ * 2 s attempt: another daemon may hold it by then (one leader at a time).
+ * The lock lives in connection 0's session: a lost connection lost it. */
 static void
 cluster_watch(evutil_socket_t fd, short what, void *arg)
 {
@@ -157,7 +151,7 @@ cluster_watch(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	if (c->leader && !cluster_holds_lock(c))
+	if (c->leader && db_conn_generation(c->app->db, 0) != c->leader_generation)
 		cluster_set_leader(c, false);
 }
 

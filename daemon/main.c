@@ -9,7 +9,6 @@
 #include <string.h>
 #include <systemd/sd-daemon.h>
 
-#include "acache.h"
 #include "app.h"
 #include "build_config.h"
 #include "civil.h"
@@ -185,10 +184,7 @@ main_db_setup(bool ok, int version, const char *error, void *arg)
 	} else if (db_take_outage(st->app.db)) {
 		service_db_reconnected(&st->app);
 	} else if (relisten) {
-		/* R9.2: connection 0 LISTENs again after the reload above ran on
-		 * another connection: what was committed in between sent its
-		 * NOTIFY to nobody */
-		acache_reload(st->app.acache, &st->app, false);
+		service_db_relistened(&st->app);
 	}
 }
 

@@ -319,6 +319,15 @@ service_db_reconnected(struct app *app)
 }
 
 void
+service_db_relistened(struct app *app)
+{
+	/* R9.2: connection 0 LISTENs again after the reload of an outage ran on
+	 * another connection: what committed in between sent its NOTIFY to
+	 * nobody */
+	acache_reload(app->acache, app, false);
+}
+
+void
 service_config_changed(struct app *app)
 {
 	jobs_reschedule(app->jobs);

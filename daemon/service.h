@@ -14,6 +14,8 @@ void service_init(struct app *app);
 void service_db_ready(struct app *app);
 /* A connection came back after a loss. */
 void service_db_reconnected(struct app *app);
+/* Connection 0 listens again (after an outage): the cache is reloaded. */
+void service_db_relistened(struct app *app);
 void service_config_changed(struct app *app);
 /* A change was scheduled for `at`: make sure the task runs then (known
  * before the HTTP answer, so a test clock moved right after sees it). */
