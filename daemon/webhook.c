@@ -748,7 +748,7 @@ webhook_poll(struct webhook *wh)
 	if (db_submit(wh->app->db, b, webhook_poll_cb, wh) != 0) {
 		wh->polling = false;
 		wh->db_pending--;
-		wh->count_due = wh->count_due || wh->counting;
+		wh->count_due = wh->counting; /* count with the next poll then */
 	}
 }
 
