@@ -11,6 +11,7 @@
 #include "db.h"
 #include "events.h"
 #include "http_util.h"
+#include "jobs.h"
 #include "log.h"
 #include "rates.h"
 #include "sched.h"
@@ -47,8 +48,7 @@ cluster_refreshed(const struct db_result *res, void *arg)
 		return;
 	}
 	pg = db_result_get(res, 0);
-	for (int i = 0; i < PQntuples(pg); i++)
-		acache_update(c->app->acache, pg, i);
+	acache_update_rows(c->app->acache, pg, 0);
 	c->refreshed += (unsigned long)PQntuples(pg);
 }
 
@@ -81,7 +81,10 @@ cluster_flush(evutil_socket_t fd, short what, void *arg)
 	c->npending = 0;
 	const char *params[] = {ids};
 	struct db_batch *b = db_batch_new();
-	db_batch_add(b, "SELECT * FROM account_view WHERE id = ANY($1::uuid[])", 1, params);
+	/* only the cache's columns: the view's others (pending limit changes,
+	 * the statutory rule) are then not computed */
+	db_batch_add(b, "SELECT " ACACHE_COLUMNS " FROM account_view WHERE id = ANY($1::uuid[])", 1,
+	             params);
 	free(ids);
 	if (db_submit(c->app->db, b, cluster_refreshed, c) != 0)
 		log_warnx("cluster: database unavailable; the reconnect reloads everything");
@@ -93,17 +96,19 @@ cluster_notify(const char *channel, const char *payload, int be_pid, void *arg)
 	struct cluster *c = arg;
 	char id[37];
 
-	if (db_pid_is_ours(c->app->db, be_pid))
-		return; /* our own change: already in the cache (a job's: reloaded at its end) */
+	/* Our own change is in the cache already, except a running job's: R3.6
+	 * wants the cache updated on every commit, and a job (the daily job's
+	 * overdue suspensions) commits part by part on its own connections. */
+	if (db_pid_is_ours(c->app->db, be_pid) && !jobs_busy(c->app->jobs))
+		return;
 	if (strcmp(channel, "creditd_rates") == 0) {
 		rates_reload(c->app->rates);
 		return;
 	}
 	if (strcmp(channel, "creditd_accounts") != 0 || !events_uuid_canon(payload, id))
 		return;
-	for (size_t i = 0; i < c->npending; i++)
-		if (strcmp(c->pending[i], id) == 0)
-			return;
+	/* (no search for a repeat: PostgreSQL sends an id once per transaction,
+	 * and = ANY takes a repeated one once) */
 	if (c->npending == c->cap) {
 		c->cap = c->cap ? c->cap * 2 : 64;
 		c->pending = xreallocarray(c->pending, c->cap, sizeof *c->pending);

@@ -11,7 +11,7 @@ connection loss was never redone (daemon never ready again, test 3); a
 leader whose lock session ended kept scheduling until its next 2 s attempt
 (test 5); the daemon running a daily job authorized accounts the job had
 already suspended, until the job's end, or for good when the job failed
-(tests 10, 11).
+(tests 10, 11; test 11: while the job still runs).
 
 Each test starts its own daemons on the module's cluster with their own
 application_name, so that the test can end exactly their database sessions
@@ -433,6 +433,38 @@ class AuditOps(harness.DaemonTestCase):
         # the daemon that ran it authorizes from what the database holds
         self.seen(d, "OD-1", 2.0, "the job's daemon to see the suspension", status="suspended",
                   allowed=False, reason="suspended")
+
+    def test_11_running_daily_job_updates_its_own_daemons_cache(self):
+        """R3.6: the cache is updated on every commit, also the commits of a
+        job still running in the same daemon (its overdue suspensions)."""
+        db = "ops_daily11"
+        self.cluster.createdb(db)
+        sql = lambda q: self.cluster.psql(q, dbname=db).strip()
+        d = harness.Daemon(self.cluster.conninfo(db) + " application_name=ops_g11",
+                           test_clock="2026-02-05T10:00:00Z")
+        self.addCleanup(d.destroy)
+        d.migrate()
+        self.setup_overdue(sql)
+        # the job's last step (inactivity) waits for the test's lock, after
+        # the overdue step (OD-1 suspended) has committed
+        sql("""
+            CREATE OR REPLACE FUNCTION creditd_daily_inactivity(p_day date, p_months int,
+                                                                p_at timestamptz)
+            RETURNS SETOF uuid LANGUAGE plpgsql AS $f$
+            BEGIN PERFORM pg_advisory_xact_lock(4711); END $f$;""")
+        gate = Locker(self, "ops_gate11", "SELECT pg_advisory_xact_lock(4711)", dbname=db)
+        d.start()  # after 00:05 of 5 February: the day's job runs at once
+        self.wait_for_sql("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                          "AND query LIKE '%creditd_daily_inactivity%'",
+                          "the daily job never reached its inactivity step")
+        self.assertEqual(sql("SELECT status FROM jobs WHERE kind = 'daily'"), "running")
+        self.assertEqual(sql("SELECT status, reasons FROM accounts WHERE external_ref = 'OD-1'"),
+                         "suspended|{overdue}")
+        self.seen(d, "OD-1", 2.0, "the running job's daemon to see the suspension",
+                  status="suspended", allowed=False, reason="suspended")
+        gate.release()
+        wait_for(lambda: sql("SELECT status FROM jobs WHERE kind = 'daily'") == "succeeded", 20.0,
+                 "the daily job to succeed")
 
 
 if __name__ == "__main__":
