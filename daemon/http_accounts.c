@@ -369,42 +369,19 @@ history_row_json(const PGresult *pg, int row)
 static void
 accounts_history_cb(const struct db_result *res, void *arg)
 {
-	struct http_req *r = arg;
-
-	if (db_result_ok(res) && PQntuples(db_result_get(res, 0)) == 0) {
-		http_reply_error(r, 404, "not_found", "account not found", NULL);
-		return;
-	}
-	http_reply_page(r, res, 1, history_row_json, "id");
+	http_reply_account_page(arg, res, history_row_json);
 }
 
 void
 http_accounts_history(struct http_req *r)
 {
-	const char *id, *ext;
-	int limit;
-	int64_t cursor;
-	char lim[16], cur[24];
-
-	if (!http_paging(r, "cursor", &limit, &cursor))
-		return;
-	if (!account_ref(http_req_capture(r, 0), &id, &ext)) {
-		http_reply_error(r, 404, "not_found", "account not found", NULL);
-		return;
-	}
-	snprintf(lim, sizeof lim, "%d", limit + 1);
-	snprintf(cur, sizeof cur, "%" PRId64, cursor > 0 ? cursor : INT64_MAX);
-	const char *p[] = {id, ext, cur, lim};
-	struct db_batch *b = db_batch_new();
-	db_batch_add(b, "SELECT id FROM accounts WHERE " ACCOUNT_MATCH, 2, p);
-	db_batch_add(
-	    b,
+	http_account_page(
+	    r,
 	    "SELECT h.id, creditd_us(h.at) AS at_us, h.status_before, h.status_after, "
 	    "array_to_json(h.reasons_before)::text AS reasons_before, "
-	    "array_to_json(h.reasons_after)::text AS reasons_after, h.cause, h.actor, h.note, "
-	    "h.request_id FROM account_history h JOIN accounts a ON a.id = h.account_id "
-	    "WHERE (a.id = $1::uuid OR a.external_ref = $2) AND h.id < $3 "
+	    "array_to_json(h.reasons_after)::text AS reasons_after, h.cause, h.actor, "
+	    "h.note, h.request_id FROM account_history h JOIN accounts a ON a.id = "
+	    "h.account_id WHERE (a.id = $1::uuid OR a.external_ref = $2) AND h.id < $3 "
 	    "ORDER BY h.id DESC LIMIT $4",
-	    4, p);
-	http_submit(r, b, accounts_history_cb);
+	    accounts_history_cb);
 }

@@ -170,44 +170,21 @@ limit_change_row_json(const PGresult *pg, int row)
 static void
 limits_changes_cb(const struct db_result *res, void *arg)
 {
-	struct http_req *r = arg;
-
-	if (db_result_ok(res) && PQntuples(db_result_get(res, 0)) == 0) {
-		http_reply_error(r, 404, "not_found", "account not found", NULL);
-		return;
-	}
-	http_reply_page(r, res, 1, limit_change_row_json, "id");
+	http_reply_account_page(arg, res, limit_change_row_json);
 }
 
 void
 http_limits_changes(struct http_req *r)
 {
-	const char *id, *ext;
-	int limit;
-	int64_t cursor;
-	char lim[16], cur[24];
-
-	if (!http_paging(r, "cursor", &limit, &cursor))
-		return;
-	if (!account_ref(http_req_capture(r, 0), &id, &ext)) {
-		http_reply_error(r, 404, "not_found", "account not found", NULL);
-		return;
-	}
-	snprintf(lim, sizeof lim, "%d", limit + 1);
-	snprintf(cur, sizeof cur, "%" PRId64, cursor > 0 ? cursor : INT64_MAX);
-	const char *p[] = {id, ext, cur, lim};
-	struct db_batch *b = db_batch_new();
-	db_batch_add(b, "SELECT id FROM accounts WHERE id = $1::uuid OR external_ref = $2", 2, p);
-	db_batch_add(
-	    b,
+	http_account_page(
+	    r,
 	    "SELECT c.id, c.status, c.set_monthly, c.monthly_limit, c.set_total, c.total_limit, "
 	    "creditd_us(c.effective_at) AS effective_us, creditd_us(c.applied_at) AS applied_us, "
 	    "c.override, c.reason, c.actor, creditd_us(c.created_at) AS created_us "
 	    "FROM limit_changes c JOIN accounts a ON a.id = c.account_id "
 	    "WHERE (a.id = $1::uuid OR a.external_ref = $2) AND c.id < $3 "
 	    "ORDER BY c.id DESC LIMIT $4",
-	    4, p);
-	http_submit(r, b, limits_changes_cb);
+	    limits_changes_cb);
 }
 
 /* ---- limit requests (R4.7) ---- */

@@ -250,6 +250,40 @@ http_reply_page(struct http_req *r, const struct db_result *res, int idx, row_js
 }
 
 void
+http_account_page(struct http_req *r, const char *page_sql,
+                  void (*cb)(const struct db_result *, void *))
+{
+	const char *id, *ext;
+	int limit;
+	int64_t cursor;
+	char lim[16], cur[24];
+
+	if (!http_paging(r, "cursor", &limit, &cursor))
+		return;
+	if (!account_ref(http_req_capture(r, 0), &id, &ext)) {
+		http_reply_error(r, 404, "not_found", "account not found", NULL);
+		return;
+	}
+	snprintf(lim, sizeof lim, "%d", limit + 1);
+	snprintf(cur, sizeof cur, "%" PRId64, cursor > 0 ? cursor : INT64_MAX);
+	const char *p[] = {id, ext, cur, lim};
+	struct db_batch *b = db_batch_new();
+	db_batch_add(b, "SELECT id FROM accounts WHERE id = $1::uuid OR external_ref = $2", 2, p);
+	db_batch_add(b, page_sql, 4, p);
+	http_submit(r, b, cb);
+}
+
+void
+http_reply_account_page(struct http_req *r, const struct db_result *res, row_json_fn fn)
+{
+	if (db_result_ok(res) && PQntuples(db_result_get(res, 0)) == 0) {
+		http_reply_error(r, 404, "not_found", "account not found", NULL);
+		return;
+	}
+	http_reply_page(r, res, 1, fn, "id");
+}
+
+void
 thresholds_param(const struct config *cfg, char buf[THRESHOLDS_PARAM_LEN])
 {
 	size_t off = 1;

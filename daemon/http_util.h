@@ -59,6 +59,18 @@ typedef json_t *(*row_json_fn)(const PGresult *res, int row);
 void http_reply_page(struct http_req *r, const struct db_result *res, int idx, row_json_fn fn,
                      const char *cursor_col);
 
+/* A page of one account's rows, newest first (GET /v1/accounts/{id}/history,
+ * /limit-changes): the account of path capture 0 (404 when malformed),
+ * page_sql with $1 id, $2 external_ref, $3 the cursor (rows below it; none:
+ * from the newest), $4 the limit + 1; its rows carry an "id" column, the
+ * cursor. cb is called with the result and answers with
+ * http_reply_account_page. */
+void http_account_page(struct http_req *r, const char *page_sql,
+                       void (*cb)(const struct db_result *, void *));
+/* The answer for http_account_page: 404 when the account does not exist,
+ * else the page, each row fn(res, row). */
+void http_reply_account_page(struct http_req *r, const struct db_result *res, row_json_fn fn);
+
 /* [limits] alert_thresholds as an int[] literal, e.g. "{80,90}". */
 struct config;
 #define THRESHOLDS_PARAM_LEN 256
