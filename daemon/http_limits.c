@@ -108,6 +108,24 @@ limits_submit(struct http_req *r, const char *id, const char *ext, const struct 
 	http_submit(r, b, limits_put_cb);
 }
 
+/* A change or a request names at least one limit, of the account in the
+ * path; false after answering 400 or 404. */
+static bool
+limits_target(struct http_req *r, const struct limits_body *lb, const char **id, const char **ext)
+{
+	if (!lb->set_m && !lb->set_t) {
+		http_reply_error(r, 400, "validation_failed",
+		                 "monthly_limit: give monthly_limit and/or total_limit",
+		                 "monthly_limit");
+		return false;
+	}
+	if (!account_ref(http_req_capture(r, 0), id, ext)) {
+		http_reply_error(r, 404, "not_found", "account not found", NULL);
+		return false;
+	}
+	return true;
+}
+
 void
 http_limits_put(struct http_req *r)
 {
@@ -131,16 +149,8 @@ http_limits_put(struct http_req *r)
 		http_reply_validation(r, &e);
 		return;
 	}
-	if (!lb.set_m && !lb.set_t) {
-		http_reply_error(r, 400, "validation_failed",
-		                 "monthly_limit: give monthly_limit and/or total_limit",
-		                 "monthly_limit");
+	if (!limits_target(r, &lb, &id, &ext))
 		return;
-	}
-	if (!account_ref(http_req_capture(r, 0), &id, &ext)) {
-		http_reply_error(r, 404, "not_found", "account not found", NULL);
-		return;
-	}
 	usec_param(eff, effs);
 	limits_submit(r, id, ext, &lb, rc == 0 ? effs : NULL, override, reason, db_batch_new());
 }
@@ -266,16 +276,8 @@ http_limits_request_create(struct http_req *r)
 		http_reply_validation(r, &e);
 		return;
 	}
-	if (!lb.set_m && !lb.set_t) {
-		http_reply_error(r, 400, "validation_failed",
-		                 "monthly_limit: give monthly_limit and/or total_limit",
-		                 "monthly_limit");
+	if (!limits_target(r, &lb, &id, &ext))
 		return;
-	}
-	if (!account_ref(http_req_capture(r, 0), &id, &ext)) {
-		http_reply_error(r, 404, "not_found", "account not found", NULL);
-		return;
-	}
 	uuid_generate_random(u);
 	uuid_unparse_lower(u, rid);
 	usec_param(clock_now(), now);
