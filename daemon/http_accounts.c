@@ -47,15 +47,8 @@ accounts_reply_one(const struct db_result *res, void *arg, int status, int resul
 	struct http_req *r = arg;
 	const PGresult *pg;
 
-	if (!db_result_ok(res)) {
-		http_reply_db_error(r, res);
+	if ((pg = http_result_found(r, res, result_idx, "account not found")) == NULL)
 		return;
-	}
-	pg = db_result_get(res, result_idx < 0 ? db_result_count(res) - 1 : result_idx);
-	if (pg == NULL || PQntuples(pg) == 0) {
-		http_reply_error(r, 404, "not_found", "account not found", NULL);
-		return;
-	}
 	/* the authorization cache follows every committed change (R3.6) */
 	acache_update(http_req_app(r)->acache, pg, 0);
 	http_reply_json(r, status, account_view_json(pg, 0));

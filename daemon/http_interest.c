@@ -47,15 +47,8 @@ interest_get_cb(const struct db_result *res, void *arg)
 	char buf[RATE_FMT_LEN];
 	const char *q = http_req_query(r, "as_of");
 
-	if (!db_result_ok(res)) {
-		http_reply_db_error(r, res);
+	if ((pg = http_result_found(r, res, 0, "invoice not found")) == NULL)
 		return;
-	}
-	pg = db_result_get(res, 0);
-	if (PQntuples(pg) == 0) {
-		http_reply_error(r, 404, "not_found", "invoice not found", NULL);
-		return;
-	}
 	if (rates_table(http_req_app(r)->rates) == NULL) {
 		http_reply_unavailable(r); /* the statutory rates are not loaded yet */
 		return;

@@ -501,15 +501,8 @@ invoice_reply(const struct db_result *res, struct http_req *r, bool html)
 	const PGresult *pg;
 	json_t *inv;
 
-	if (!db_result_ok(res)) {
-		http_reply_db_error(r, res);
+	if ((pg = http_result_found(r, res, 0, "invoice not found")) == NULL)
 		return;
-	}
-	pg = db_result_get(res, 0);
-	if (PQntuples(pg) == 0) {
-		http_reply_error(r, 404, "not_found", "invoice not found", NULL);
-		return;
-	}
 	inv = invoice_json(pg, 0);
 	if (html) {
 		struct evbuffer *out = evbuffer_new();

@@ -231,18 +231,11 @@ limit_request_reply_cb(const struct db_result *res, void *arg, int status)
 	struct http_req *r = arg;
 	const PGresult *pg;
 
-	if (!db_result_ok(res)) {
-		http_reply_db_error(r, res);
+	/* on creation nothing was inserted when the account does not exist */
+	pg = http_result_found(r, res, -1,
+	                       status == 201 ? "account not found" : "limit request not found");
+	if (pg == NULL)
 		return;
-	}
-	pg = db_result_get(res, db_result_count(res) - 1);
-	if (PQntuples(pg) == 0) {
-		/* on creation nothing was inserted: the account does not exist */
-		http_reply_error(r, 404, "not_found",
-		                 status == 201 ? "account not found" : "limit request not found",
-		                 NULL);
-		return;
-	}
 	http_reply_json(r, status, limit_request_json(pg, 0));
 }
 

@@ -139,15 +139,8 @@ reference_cb(const struct db_result *res, void *arg)
 	const PGresult *pg;
 	json_t *values, *out;
 
-	if (!db_result_ok(res)) {
-		http_reply_db_error(r, res);
+	if ((pg = http_result_found(r, res, -1, "no such reference series")) == NULL)
 		return;
-	}
-	pg = db_result_get(res, db_result_count(res) - 1);
-	if (PQntuples(pg) == 0) {
-		http_reply_error(r, 404, "not_found", "no such reference series", NULL);
-		return;
-	}
 	values = json_array();
 	for (int i = 0; i < PQntuples(pg); i++)
 		json_array_append_new(

@@ -249,6 +249,23 @@ http_reply_page(struct http_req *r, const struct db_result *res, int idx, row_js
 	http_reply_json(r, 200, j_page(items, n > limit, last));
 }
 
+const PGresult *
+http_result_found(struct http_req *r, const struct db_result *res, int idx, const char *not_found)
+{
+	const PGresult *pg;
+
+	if (!db_result_ok(res)) {
+		http_reply_db_error(r, res);
+		return NULL;
+	}
+	pg = db_result_get(res, idx < 0 ? db_result_count(res) - 1 : idx);
+	if (pg == NULL || PQntuples(pg) == 0) {
+		http_reply_error(r, 404, "not_found", not_found, NULL);
+		return NULL;
+	}
+	return pg;
+}
+
 void
 http_account_page(struct http_req *r, const char *page_sql,
                   void (*cb)(const struct db_result *, void *))

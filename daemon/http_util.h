@@ -30,6 +30,12 @@ void http_reply_validation(struct http_req *r, const struct jf_err *e);
 bool http_submit(struct http_req *r, struct db_batch *b,
                  void (*cb)(const struct db_result *, void *));
 
+/* Result idx of res (-1: the last) when it has a row; else NULL after
+ * answering: a database error as http_reply_db_error, no row 404 not_found
+ * with the message `not_found` (e.g. "invoice not found"). */
+const PGresult *http_result_found(struct http_req *r, const struct db_result *res, int idx,
+                                  const char *not_found);
+
 /* Column helpers (NULL column -> JSON null). */
 json_t *j_money(int64_t v);
 json_t *j_money_col(const PGresult *res, int row, int col);
