@@ -1,13 +1,34 @@
 /* tz.c: billing time zone conversions with the C library's zone data. */
 #include "tz.h"
 
+#include <fcntl.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "civil.h"
+
+/* A zone file: a regular file that starts with the TZif magic (a readable
+ * directory such as "America" is no zone). */
+static bool
+tz_file_ok(const char *path)
+{
+	char magic[4];
+	struct stat st;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	bool ok;
+
+	if (fd < 0)
+		return false;
+	ok = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && read(fd, magic, 4) == 4 &&
+	     memcmp(magic, "TZif", 4) == 0;
+	close(fd);
+	return ok;
+}
 
 int
 tz_init(const char *name)
@@ -22,7 +43,7 @@ tz_init(const char *name)
 	if (strcmp(name, "UTC") != 0) {
 		memcpy(path, zoneinfo, sizeof zoneinfo - 1);
 		memcpy(path + sizeof zoneinfo - 1, name, n + 1);
-		if (access(path, R_OK) != 0)
+		if (!tz_file_ok(path))
 			return -1;
 	}
 	setenv("TZ", name, 1);
@@ -43,23 +64,40 @@ tz_day_of(int64_t usec)
 	return day;
 }
 
+/* The zone's UTC offset in seconds at an instant. */
+static long
+tz_offset_at(int64_t secs)
+{
+	time_t t = (time_t)secs;
+	struct tm tm;
+
+	localtime_r(&t, &tm);
+	return tm.tm_gmtoff;
+}
+
+/* Deterministic, unlike mktime(tm_isdst = -1), whose answer for a time that
+ * exists twice depends on its previous call: a local time that exists twice
+ * (clocks put back) is its first occurrence, one that does not exist (clocks
+ * put forward) is read with the offset before the gap, so 02:30 in a gap
+ * from 02:00 to 03:00 is 03:30. Offsets are taken a day either side of the
+ * wall time, so one change of offset near it is handled (R1.5, R5.1). */
 int64_t
 tz_local_time(int32_t day, int minutes)
 {
-	int y, m, d;
-	struct tm tm;
-	time_t t;
+	int64_t wall = (int64_t)day * 86400 + (int64_t)minutes * 60;
+	long before = tz_offset_at(wall - 86400), after = tz_offset_at(wall + 86400);
+	int64_t t1 = wall - before, t2 = wall - after, t;
+	bool ok1 = tz_offset_at(t1) == before, ok2 = tz_offset_at(t2) == after;
 
-	civil_to_ymd(day, &y, &m, &d);
-	memset(&tm, 0, sizeof tm);
-	tm.tm_year = y - 1900;
-	tm.tm_mon = m - 1;
-	tm.tm_mday = d;
-	tm.tm_hour = minutes / 60;
-	tm.tm_min = minutes % 60;
-	tm.tm_isdst = -1;
-	t = mktime(&tm);
-	return (int64_t)t * 1000000;
+	if (ok1 && ok2)
+		t = t1 < t2 ? t1 : t2;
+	else if (ok1)
+		t = t1;
+	else if (ok2)
+		t = t2;
+	else
+		t = wall - before; /* in the gap */
+	return t * 1000000;
 }
 
 int64_t

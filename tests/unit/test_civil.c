@@ -414,6 +414,46 @@ test_ts_day(void **state)
 	assert_int_equal(civil_day_to_ts(INT32_MIN, 0, &t), -1);
 }
 
+/* Far offsets (Pacific/Kiritimati +14, Pacific/Pago_Pago -11): the last
+ * microsecond of a local month and the first of the next (R1.5), and issue
+ * + terms across month, year and leap-day ends (R5.5). */
+static void
+test_far_offsets(void **state)
+{
+	int64_t t;
+
+	(void)state;
+	t = ts_ok("2027-11-30T23:59:59.999999+14:00");
+	assert_int_equal(t, ts_ok("2027-11-30T09:59:59.999999Z"));
+	assert_int_equal(civil_ts_to_day(t, 14 * 3600), D(2027, 11, 30));
+	assert_int_equal(civil_ts_to_day(t + 1, 14 * 3600), D(2027, 12, 1));
+	assert_int_equal(civil_ts_to_day(t + 1, 0), D(2027, 11, 30));
+	assert_int_equal(civil_day_to_ts(D(2027, 12, 1), 14 * 3600, &t), 0);
+	assert_int_equal(t, ts_ok("2027-12-01T00:00:00+14:00"));
+	t = ts_ok("2026-01-31T23:59:59.999999-11:00");
+	assert_int_equal(t, ts_ok("2026-02-01T10:59:59.999999Z"));
+	assert_int_equal(civil_ts_to_day(t, -11 * 3600), D(2026, 1, 31));
+	assert_int_equal(civil_ts_to_day(t + 1, -11 * 3600), D(2026, 2, 1));
+	assert_int_equal(civil_day_to_ts(D(2026, 2, 1), -11 * 3600, &t), 0);
+	assert_int_equal(t, ts_ok("2026-02-01T11:00:00Z"));
+	/* the same instant, two local days 25 hours apart */
+	t = ts_ok("2026-06-15T10:30:00Z");
+	assert_int_equal(civil_ts_to_day(t, 14 * 3600), D(2026, 6, 16));
+	assert_int_equal(civil_ts_to_day(t, -11 * 3600), D(2026, 6, 14));
+	/* due = issue + terms */
+	assert_int_equal(D(2027, 12, 1) + 15, D(2027, 12, 16));
+	assert_int_equal(D(2027, 12, 17) + 15, D(2028, 1, 1));
+	assert_int_equal(D(2028, 2, 14) + 15, D(2028, 2, 29));
+	assert_int_equal(D(2028, 2, 15) + 15, D(2028, 3, 1));
+	assert_int_equal(D(2027, 2, 14) + 15, D(2027, 3, 1));
+	assert_int_equal(D(2028, 2, 1) + 30, D(2028, 3, 2));
+	assert_int_equal(D(2027, 2, 1) + 30, D(2027, 3, 3));
+	/* R6.3: due 1 Aug, paid 15 Sep = 45 days; due 16 Dec 2027, paid
+	 * 30 Jan 2028 = 45 days */
+	assert_int_equal(D(2023, 9, 15) - D(2023, 8, 1), 45);
+	assert_int_equal(D(2028, 1, 30) - D(2027, 12, 16), 45);
+}
+
 int
 main(void)
 {
@@ -430,6 +470,7 @@ main(void)
 	    cmocka_unit_test(test_parse_rfc3339),
 	    cmocka_unit_test(test_format_rfc3339),
 	    cmocka_unit_test(test_ts_day),
+	    cmocka_unit_test(test_far_offsets),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
