@@ -31,7 +31,6 @@ Classes (one cluster and daemon each):
 import subprocess
 import unittest
 import urllib.parse
-import uuid
 from decimal import ROUND_HALF_UP, Decimal
 
 import harness
@@ -39,18 +38,13 @@ import harness
 RELOADED = r"reload: configuration .* reloaded"
 
 
-def uid():
-    return str(uuid.uuid4())
+uid = harness.uid
 
 
-def ev(ref, amount, occurred_at, service="sms", destination=None, quantity=None):
-    e = {"id": uid(), "account": "ext:" + ref, "amount": amount, "occurred_at": occurred_at,
-         "service": service}
-    if destination is not None:
-        e["destination"] = destination
-    if quantity is not None:
-        e["quantity"] = quantity
-    return e
+def ev(ref, amount, occurred_at, service="sms", destination=None):
+    """An event of account ext:ref."""
+    extra = {} if destination is None else {"destination": destination}
+    return harness.event("ext:" + ref, amount, occurred_at, service, **extra)
 
 
 def micro(v):
