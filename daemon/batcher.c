@@ -509,7 +509,7 @@ batch_result_ok(const struct batch *bt, const char *out)
 	return true;
 }
 
-/* The letter of event i: 'a', 's', 'd' or 'c'. */
+/* The letter of event i: 'a', 's', 'd', 'c' or 't' (rejected, R3.5). */
 static char
 batch_result_of(const struct batch *bt, const char *out, size_t i)
 {
@@ -571,6 +571,12 @@ lane_flushed(const struct db_result *res, void *arg)
 				break;
 			case 'd':
 				job->status[it->idx] = "duplicate";
+				break;
+			case 't':
+				/* R3.5: the termination committed after this event's
+				 * account was checked; sql/0025 */
+				job->status[it->idx] = "rejected";
+				job->reason[it->idx] = "account_terminated";
 				break;
 			default:
 				job->status[it->idx] = "conflict";
