@@ -32,7 +32,9 @@
  * and suspensions in DAILY_PARTS parts of the accounts (an account and its
  * invoices belong to one part), each also summing its accounts' accrued
  * interest (an account suspended today is written once); then inactivity
- * and reactivations. */
+ * and reactivations. Every batch is marked slow (db_batch_set_slow), so that
+ * API requests and ingest batches go to the other connections, not behind
+ * a step that holds its connection for a second. */
 #define DAILY_PARTS 2
 #define DAILY_CHAINS 2
 
@@ -346,6 +348,7 @@ daily_page_cb(const struct db_result *res, void *arg)
 	             9, p);
 	for (size_t k = 1; k < sizeof p / sizeof p[0]; k++)
 		free((char *)p[k]);
+	db_batch_set_slow(b);
 	if (db_submit(d->app->db, b, daily_page_stored, c) != 0)
 		daily_fail(d, "database unavailable");
 }
@@ -362,6 +365,7 @@ daily_interest_page(struct daily_chain *c)
 	    b,
 	    "SELECT * FROM creditd_interest_page($1::date, $2::uuid, $3::uuid, " INTEREST_PAGE ")",
 	    3, p);
+	db_batch_set_slow(b);
 	if (db_submit(c->d->app->db, b, daily_page_cb, c) != 0)
 		daily_fail(c->d, "database unavailable");
 }
@@ -408,6 +412,7 @@ daily_part_done(struct daily_run *d)
 	    3, q);
 	db_batch_add(b, "SELECT count(*) FROM creditd_apply_due_reactivations(creditd_ts($1))", 1,
 	             q + 2);
+	db_batch_set_slow(b);
 	if (db_submit(d->app->db, b, daily_inactivity_cb, d) != 0)
 		daily_end(d, "database unavailable");
 }
@@ -465,6 +470,7 @@ daily_chain_done(struct daily_run *d)
 		             "SELECT count(*) FROM creditd_daily_overdue_part($1::date, $2::int[], "
 		             "$3::int, creditd_ts($4), $5::int, $6::int, $7::uuid[])",
 		             7, p);
+		db_batch_set_slow(b);
 		if (db_submit(d->app->db, b, daily_overdue_cb, d) != 0) {
 			if (d->error == NULL)
 				d->error = xstrdup("database unavailable");
@@ -545,6 +551,7 @@ daily_rates_ready(void *arg)
 	struct db_batch *b = db_batch_new();
 	db_batch_add(b, "SELECT creditd_daily_reevaluate(creditd_ts($1))", 1, p);
 	db_batch_add(b, "SELECT creditd_interest_split()", 0, NULL);
+	db_batch_set_slow(b);
 	if (db_submit(d->app->db, b, daily_started_cb, d) != 0)
 		daily_end(d, "database unavailable");
 }

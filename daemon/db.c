@@ -24,6 +24,7 @@ struct db_batch {
 	struct db_stmt *stmts;
 	int n, cap;
 	bool simple; /* simple protocol (set-up only) */
+	bool slow;   /* may hold its connection for seconds (db_batch_set_slow) */
 	db_cb cb;
 	void *arg;
 	struct db_batch *next;
@@ -62,6 +63,7 @@ struct db_conn {
 	int backoff_ms;
 	struct db_batch *head, *tail;
 	size_t inflight;
+	size_t slow; /* of them slow batches */
 	bool flush_pending;
 	bool in_dispatch; /* guards against freeing during callbacks */
 	int backend_pid;
@@ -106,6 +108,12 @@ struct db_batch *
 db_batch_new(void)
 {
 	return xcalloc(1, sizeof(struct db_batch));
+}
+
+void
+db_batch_set_slow(struct db_batch *b)
+{
+	b->slow = true;
 }
 
 void
@@ -286,6 +294,7 @@ db_conn_fail_all(struct db_conn *c)
 	while ((b = c->head) != NULL) {
 		c->head = b->next;
 		c->inflight--;
+		c->slow -= b->slow;
 		c->db->inflight--;
 		db_batch_finish(b, true);
 	}
@@ -548,6 +557,7 @@ db_conn_read(struct db_conn *c)
 		if (c->head == NULL)
 			c->tail = NULL;
 		c->inflight--;
+		c->slow -= b->slow;
 		c->db->inflight--;
 		db_batch_finish(b, false);
 		if (c->pg == NULL || PQstatus(c->pg) == CONNECTION_BAD)
@@ -706,6 +716,7 @@ db_conn_enqueue(struct db_conn *c, struct db_batch *b)
 		c->head = b;
 	c->tail = b;
 	c->inflight++;
+	c->slow += b->slow;
 	c->db->inflight++;
 }
 
@@ -733,7 +744,10 @@ db_submit(struct db *db, struct db_batch *b, db_cb cb, void *arg)
 			    &db->conns[(db->rr + (unsigned)k) % (unsigned)db->npool];
 			if (c->state != DB_CONN_READY)
 				continue;
-			if (best == NULL || c->inflight < best->inflight)
+			/* a connection without slow work first: a request queued
+			 * behind a job's chunk would wait until it commits */
+			if (best == NULL || (c->slow == 0) > (best->slow == 0) ||
+			    ((c->slow == 0) == (best->slow == 0) && c->inflight < best->inflight))
 				best = c;
 		}
 	}

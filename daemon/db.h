@@ -62,6 +62,10 @@ bool db_take_outage(struct db *db);
 
 struct db_batch *db_batch_new(void);
 void db_batch_free(struct db_batch *b);
+/* Mark b as work that may hold its connection for seconds (a job's chunk):
+ * db_submit places other batches on connections without such work while
+ * there is one, and spreads slow batches over them too. */
+void db_batch_set_slow(struct db_batch *b);
 /* Append a statement. params are copied; a NULL entry is SQL NULL. */
 void db_batch_add(struct db_batch *b, const char *sql, int nparams, const char *const *params);
 /* Binary-safe variant: lengths given (for large text params such as arrays). */

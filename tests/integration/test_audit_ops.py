@@ -18,10 +18,12 @@ application_name, so that the test can end exactly their database sessions
 (pg_terminate_backend) without touching the module's daemon. All run on the
 real clock (no test clock)."""
 
+import http.client
 import json
 import os
 import re
 import subprocess
+import threading
 import time
 import uuid
 
@@ -463,6 +465,58 @@ class AuditOps(harness.DaemonTestCase):
         self.seen(d, "OD-1", 2.0, "the running job's daemon to see the suspension",
                   status="suspended", allowed=False, reason="suspended")
         gate.release()
+        wait_for(lambda: sql("SELECT status FROM jobs WHERE kind = 'daily'") == "succeeded", 20.0,
+                 "the daily job to succeed")
+
+    def test_12_requests_not_queued_behind_a_job_step(self):
+        """R9.1: a job's step that holds its connection (here: waiting for a
+        lock) does not hold up API requests while another connection is
+        there; the pool has two, so concurrent requests tie on the number
+        in flight and used to be queued behind the step half of the time."""
+        db = "ops_daily12"
+        self.cluster.createdb(db)
+        sql = lambda q: self.cluster.psql(q, dbname=db).strip()
+        d = harness.Daemon(self.cluster.conninfo(db) + " application_name=ops_g12",
+                           config={"database": {"pool_size": "2"}},
+                           test_clock="2026-02-05T10:00:00Z")
+        self.addCleanup(d.destroy)
+        d.migrate()
+        self.setup_overdue(sql)
+        sql("""
+            CREATE OR REPLACE FUNCTION creditd_daily_inactivity(p_day date, p_months int,
+                                                                p_at timestamptz)
+            RETURNS SETOF uuid LANGUAGE plpgsql AS $f$
+            BEGIN PERFORM pg_advisory_xact_lock(4712); END $f$;""")
+        gate = Locker(self, "ops_gate12", "SELECT pg_advisory_xact_lock(4712)", dbname=db)
+        d.start()
+        self.wait_for_sql("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                          "AND query LIKE '%creditd_daily_inactivity%'",
+                          "the daily job never reached its inactivity step")
+        d.wait_ready(timeout=15)
+        # 40 reads at once from 8 threads, while the step still waits
+        done = []
+
+        def reader():
+            for _ in range(5):
+                conn = http.client.HTTPConnection("127.0.0.1", d.port, timeout=30)
+                conn.request("GET", "/v1/accounts/ext:OD-1",
+                             headers={"Authorization": "Bearer " + d.secret("read")})
+                r = conn.getresponse()
+                r.read()
+                done.append(r.status)
+                conn.close()
+        threads = [threading.Thread(target=reader) for _ in range(8)]
+        t0 = time.monotonic()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(10)
+        waited = time.monotonic() - t0
+        still = sql("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                    "AND query LIKE '%creditd_daily_inactivity%'")
+        gate.release()
+        self.assertEqual(still, "1", "the step stopped waiting before the reads were checked")
+        self.assertEqual(done, [200] * 40, f"answered after {waited:.1f} s: {done}")
         wait_for(lambda: sql("SELECT status FROM jobs WHERE kind = 'daily'") == "succeeded", 20.0,
                  "the daily job to succeed")
 
