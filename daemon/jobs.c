@@ -36,7 +36,8 @@
 #define PERIODS_KEPT 24
 #define JOB_LOCK_KEY "7274300"
 #define SWEEP_SECONDS 30
-#define DEADLINE_DAY 10 /* R5.1: issued no later than the 10th */
+#define LOCK_CHECK_MS 500 /* a connection back: its job locks taken again */
+#define DEADLINE_DAY 10   /* R5.1: issued no later than the 10th */
 
 struct job_waiter {
 	struct http_req *r;
@@ -44,6 +45,12 @@ struct job_waiter {
 };
 
 struct job_run;
+
+/* A run's job lock on one connection of the pool (liveness, below). */
+struct job_lock {
+	int held; /* the connection's generation holding it; -1 none */
+	int sent; /* the generation an attempt in flight was sent on; -1 none */
+};
 
 /* A lane of an invoicing run (-1: the sweep). */
 struct job_lane {
@@ -70,6 +77,9 @@ struct job_run {
 	struct http_req *ack;
 	struct sched *sched; /* set when the scheduler started it */
 	char *error;
+	struct job_run *next;   /* in jobs.runs */
+	bool created;           /* the insert answered */
+	struct job_lock *locks; /* one per connection of the pool */
 };
 
 struct period_state {
@@ -85,10 +95,19 @@ struct jobs {
 	int nperiods;
 	int64_t retry_usec;
 	struct event *sweep_timer;
+	struct event *lock_timer;
+	struct job_run *runs; /* the runs of this daemon */
+	int npool;            /* connections in the pool */
+	bool sweeping;        /* a sweep in flight */
+	int pending;          /* batches in flight whose callback uses j */
+	bool freed;           /* jobs_free ran with some pending: the last one frees j */
+	uint64_t sweeps;      /* sweeps completed */
+	uint64_t abandoned;   /* jobs this daemon's sweeps marked abandoned */
 };
 
 static void jobs_schedule_next(struct jobs *j);
 static void jobs_run_task(struct sched *s, int64_t due, void *arg);
+static void jobs_lock_run(struct jobs *j, struct job_run *run);
 
 struct jobs *
 jobs_new(struct app *app)
@@ -97,6 +116,7 @@ jobs_new(struct app *app)
 
 	j->app = app;
 	j->retry_usec = RETRY_MIN_USEC;
+	j->npool = app->cfg->pool_size; /* not reloadable */
 	return j;
 }
 
@@ -107,7 +127,27 @@ jobs_free(struct jobs *j)
 		return;
 	if (j->sweep_timer)
 		event_free(j->sweep_timer);
+	if (j->lock_timer)
+		event_free(j->lock_timer);
+	j->sweep_timer = j->lock_timer = NULL;
+	if (j->pending > 0) {
+		j->freed = true; /* the pool answers them when it is freed */
+		return;
+	}
 	free(j);
+}
+
+/* A batch whose callback uses j answered; true when j is gone (freed here
+ * with the last such answer when jobs_free came first). */
+static bool
+jobs_answered(struct jobs *j)
+{
+	j->pending--;
+	if (!j->freed)
+		return false;
+	if (j->pending == 0)
+		free(j);
+	return true;
 }
 
 bool
@@ -213,6 +253,7 @@ job_run_free(struct job_run *run)
 		free(w);
 	}
 	free(run->error);
+	free(run->locks);
 	json_decref(run->result);
 	free(run);
 }
@@ -226,11 +267,22 @@ job_run_end(struct job_run *run, bool ok)
 	for (struct job_waiter *w = run->waiters; w; w = w->next)
 		http_reply_json(w->r, 202, job_run_json(run, status));
 	j->running--;
-	{
+	for (struct job_run **p = &j->runs; *p != NULL; p = &(*p)->next)
+		if (*p == run) {
+			*p = run->next;
+			break;
+		}
+	/* on each connection holding the lock, or about to (after the attempt
+	 * in its queue) */
+	for (int i = 0; i < j->npool; i++) {
+		int g = db_conn_generation(j->app->db, i);
+		if (g < 0 || (run->locks[i].held != g && run->locks[i].sent != g))
+			continue;
 		const char *p[] = {run->id};
 		struct db_batch *b = db_batch_new();
-		db_batch_add(b, "SELECT pg_advisory_unlock(" JOB_LOCK_KEY ", hashtext($1))", 1, p);
-		db_submit_conn(j->app->db, 0, b, NULL, NULL);
+		db_batch_add(b, "SELECT pg_advisory_unlock_shared(" JOB_LOCK_KEY ", hashtext($1))",
+		             1, p);
+		db_submit_conn(j->app->db, i, b, NULL, NULL);
 	}
 	/* exposure and reasons moved, also in the committed chunks of a failed
 	 * run: our own NOTIFYs are skipped (R9.2), so without the reload this
@@ -372,6 +424,7 @@ job_run_chunk(struct job_lane *l)
 	             "SELECT creditd_invoice_chunk_lane($1::date, $2::date, $3, $4::int, "
 	             "creditd_ts($5), $6::int, $7::int)",
 	             7, p);
+	db_batch_set_slow(b); /* requests go to the other connections (db.c) */
 	if (db_submit(run->j->app->db, b, job_run_chunk_done, l) != 0) {
 		if (run->error == NULL)
 			run->error = xstrdup("database unavailable");
@@ -398,6 +451,7 @@ job_run_created(const struct db_result *res, void *arg)
 {
 	struct job_run *run = arg;
 
+	run->created = true;
 	if (!db_result_ok(res)) {
 		if (run->ack)
 			http_reply_db_error(run->ack, res);
@@ -413,6 +467,13 @@ job_run_created(const struct db_result *res, void *arg)
 		job_run_end(run, false);
 		return;
 	}
+	/* the batch sent on connection 0 ends with its lock attempt; the other
+	 * connections take the lock before they get any of the job's work */
+	if (run->locks[0].sent >= 0 &&
+	    PQgetvalue(db_result_get(res, db_result_count(res) - 1), 0, 0)[0] == 't')
+		run->locks[0].held = run->locks[0].sent;
+	run->locks[0].sent = -1;
+	jobs_lock_run(run->j, run);
 	if (run->ack)
 		http_reply_json(run->ack, 202, job_run_json(run, "running"));
 	run->ack = NULL;
@@ -486,6 +547,11 @@ jobs_start(struct jobs *j, bool daily, int32_t period, const char *actor, struct
 		snprintf(params, sizeof params, "{\"period\": \"%.7s\"}", period_s);
 	usec_param(clock_now(), now);
 	j->running++;
+	run->locks = xcalloc((size_t)j->npool, sizeof *run->locks);
+	for (int i = 0; i < j->npool; i++)
+		run->locks[i].held = run->locks[i].sent = -1;
+	run->next = j->runs;
+	j->runs = run;
 	if (r && wait) {
 		run->waiters = xcalloc(1, sizeof *run->waiters);
 		run->waiters->r = r;
@@ -495,12 +561,17 @@ jobs_start(struct jobs *j, bool daily, int32_t period, const char *actor, struct
 	const char *p[] = {
 	    run->id, params, actor, now, daily ? "daily" : "invoicing", r ? http_req_id(r) : NULL};
 	struct db_batch *b = job_run_insert_batch(p);
-	/* R9.2: the job's session lock on connection 0, taken in the inserting
-	 * transaction, tells the other daemons (and our successor) that its
-	 * runner is alive; a job whose lock is free was abandoned */
-	db_batch_add(b, "SELECT pg_try_advisory_lock(" JOB_LOCK_KEY ", hashtext($1))", 1, p);
-	if (db_submit_conn(j->app->db, 0, b, job_run_created, run) != 0 &&
-	    db_submit(j->app->db, job_run_insert_batch(p), job_run_created, run) != 0) {
+	/* R9.2: the job's session lock, taken on connection 0 in the inserting
+	 * transaction and then on every other connection, tells the other
+	 * daemons (and our successor) that its runner is alive; a job whose lock
+	 * no session holds was abandoned (liveness, below). Without connection 0
+	 * the other connections take it, and connection 0 once it is back. */
+	db_batch_add(b, "SELECT pg_try_advisory_lock_shared(" JOB_LOCK_KEY ", hashtext($1))", 1, p);
+	run->locks[0].sent = db_conn_generation(j->app->db, 0);
+	if (db_submit_conn(j->app->db, 0, b, job_run_created, run) == 0)
+		return;
+	run->locks[0].sent = -1;
+	if (db_submit(j->app->db, job_run_insert_batch(p), job_run_created, run) != 0) {
 		free(run->waiters);
 		run->waiters = NULL;
 		run->ack = NULL;
@@ -560,40 +631,186 @@ jobs_periods_loaded(const struct db_result *res, void *arg)
 	jobs_schedule_next(j);
 }
 
+/* ---- liveness (R9.2, R9.3) ----
+ *
+ * A job row says "running" until its runner writes the outcome; when the
+ * runner dies, a sweep (every daemon's, at its start and every
+ * SWEEP_SECONDS) marks it failed, "abandoned". It must not do so while the
+ * runner lives. The sign of life is the job's session advisory lock
+ * (JOB_LOCK_KEY, hashtext(id)), held in SHARED mode by EVERY connection of
+ * the runner's pool: taken on connection 0 with the insert, on the others
+ * before they get any of the job's work, and again on a connection that
+ * comes back (a new generation: db.c reconnects with backoff; checked every
+ * LOCK_CHECK_MS). The sweep's exclusive try-lock gets the lock only when no
+ * session holds it, i.e. when every connection of the runner is gone: the
+ * process died (its sessions end with it), not a lost connection 0 while the
+ * job goes on on the others, which failed live jobs before.
+ *
+ * Chosen over a heartbeat column (a sweep declaring a job dead once its
+ * heartbeat is older than a bound): a real death is then seen only after
+ * the bound (a restarted daemon could not mark its predecessor's killed job
+ * at once, test_faults 3b), and a heartbeat stuck behind long transactions
+ * fails a live job. Locks need no clock at all: neither the test clock
+ * (which may jump days: a jump makes no live job look dead and no dead one
+ * alive) nor a wall clock; the lock check is a libevent timer (monotonic).
+ * Left: all connections lost at once (the database restarted) while the
+ * daemon lives; then every statement of the job in flight fails too and the
+ * job ends failed on its own; if a sweep marked it first, the runner still
+ * writes the outcome it reached. A daemon never sweeps its own jobs: it
+ * knows they are alive, and a sweep on the only connection of its own that
+ * holds a job's lock (advisory locks are re-entrant within a session) would
+ * get it.
+ *
+ * The outcome (job_run_finish) is written only by the runner, for its own
+ * job: a sweep's "failed" of a job that really died is never turned into
+ * "succeeded" by another daemon. */
+
+struct job_relock {
+	struct jobs *j;
+	char id[37];
+	int idx; /* the connection */
+	int gen; /* its generation the attempt was sent on */
+};
+
+static void
+jobs_locked(const struct db_result *res, void *arg)
+{
+	struct job_relock *rl = arg;
+	struct job_run *run = NULL;
+
+	if (!jobs_answered(rl->j))
+		for (run = rl->j->runs; run && strcmp(run->id, rl->id) != 0; run = run->next)
+			;
+	if (run != NULL) { /* NULL: the run ended meanwhile (its unlock came after) */
+		struct job_lock *l = &run->locks[rl->idx];
+		if (l->sent == rl->gen)
+			l->sent = -1;
+		/* 'f': a sweep testing it at that moment; tried again */
+		if (db_result_ok(res) && PQgetvalue(db_result_get(res, 0), 0, 0)[0] == 't') {
+			if (l->held >= 0) /* held before the connection was lost */
+				log_info("job %s: lock taken again on connection %d", run->id,
+				         rl->idx);
+			l->held = rl->gen;
+		}
+	}
+	free(rl);
+}
+
+/* Take the run's lock on each ready connection that does not hold it in its
+ * current session, and where no attempt is in flight. */
+static void
+jobs_lock_run(struct jobs *j, struct job_run *run)
+{
+	for (int i = 0; i < j->npool; i++) {
+		int g = db_conn_generation(j->app->db, i);
+		struct job_lock *l = &run->locks[i];
+		if (g < 0 || l->held == g || l->sent == g)
+			continue;
+		struct job_relock *rl = xcalloc(1, sizeof *rl);
+		struct db_batch *b = db_batch_new();
+		const char *p[] = {run->id};
+		rl->j = j;
+		rl->idx = i;
+		rl->gen = g;
+		memcpy(rl->id, run->id, sizeof rl->id);
+		db_batch_add(
+		    b, "SELECT pg_try_advisory_lock_shared(" JOB_LOCK_KEY ", hashtext($1))", 1, p);
+		l->sent = g;
+		j->pending++;
+		if (db_submit_conn(j->app->db, i, b, jobs_locked, rl) != 0) {
+			l->sent = -1;
+			j->pending--;
+			free(rl);
+		}
+	}
+}
+
+static void
+jobs_lock_check(evutil_socket_t fd, short what, void *arg)
+{
+	struct jobs *j = arg;
+
+	(void)fd;
+	(void)what;
+	/* a run whose insert is unanswered gets its locks after it */
+	for (struct job_run *run = j->runs; run; run = run->next)
+		if (run->created)
+			jobs_lock_run(j, run);
+}
+
+/* The ids of this daemon's runs as a uuid[] literal (caller frees). */
+static char *
+jobs_ids_param(const struct jobs *j)
+{
+	size_t n = 0;
+	char *s, *p;
+
+	for (const struct job_run *run = j->runs; run; run = run->next)
+		n++;
+	p = s = xmalloc(n * 37 + 3);
+	*p++ = '{';
+	for (const struct job_run *run = j->runs; run; run = run->next) {
+		if (run != j->runs)
+			*p++ = ',';
+		memcpy(p, run->id, 36);
+		p += 36;
+	}
+	*p++ = '}';
+	*p = '\0';
+	return s;
+}
+
 static void
 jobs_swept(const struct db_result *res, void *arg)
 {
+	struct jobs *j = arg;
 	const PGresult *pg;
 
-	(void)arg;
+	if (jobs_answered(j))
+		return;
+	j->sweeping = false;
 	if (!db_result_ok(res))
 		return;
+	j->sweeps++;
 	pg = db_result_get(res, 0);
-	for (int i = 0; i < PQntuples(pg); i++)
+	for (int i = 0; i < PQntuples(pg); i++) {
 		log_warnx("job %s was abandoned by a daemon that stopped; marked failed",
 		          PQgetvalue(pg, i, 0));
+		j->abandoned++;
+	}
 }
 
-/* Jobs still "running" whose runner's lock is free were abandoned (the
- * daemon died): mark them failed. The transaction-level try-lock only
- * tests the lock. */
+/* Jobs still "running" whose lock no session holds were abandoned (their
+ * daemon died): mark them failed; not ours. The transaction-level try-lock
+ * only tests the lock. */
 static void
 jobs_sweep(evutil_socket_t fd, short what, void *arg)
 {
 	struct jobs *j = arg;
 	char now[24];
+	char *ids;
 
 	(void)fd;
 	(void)what;
+	if (j->sweeping)
+		return;
 	usec_param(clock_now(), now);
-	const char *p[] = {now};
+	ids = jobs_ids_param(j);
+	const char *p[] = {now, ids};
 	struct db_batch *b = db_batch_new();
 	db_batch_add(b,
 	             "UPDATE jobs SET status = 'failed', error = 'abandoned: the daemon running "
-	             "it stopped', finished_at = creditd_ts($1) WHERE status = 'running' AND "
-	             "pg_try_advisory_xact_lock(" JOB_LOCK_KEY ", hashtext(id::text)) RETURNING id",
-	             1, p);
-	db_submit(j->app->db, b, jobs_swept, j);
+	             "it stopped', finished_at = creditd_ts($1) WHERE status = 'running' AND NOT "
+	             "(id = ANY($2::uuid[])) AND pg_try_advisory_xact_lock(" JOB_LOCK_KEY
+	             ", hashtext(id::text)) RETURNING id",
+	             2, p);
+	free(ids);
+	j->sweeping = true;
+	j->pending++;
+	if (db_submit(j->app->db, b, jobs_swept, j) != 0) {
+		j->sweeping = false;
+		j->pending--;
+	}
 }
 
 void
@@ -609,8 +826,11 @@ jobs_db_ready(struct jobs *j)
 	db_submit(j->app->db, b, jobs_periods_loaded, j);
 	if (j->sweep_timer == NULL) {
 		struct timeval tv = {SWEEP_SECONDS, 0};
+		struct timeval check = {0, LOCK_CHECK_MS * 1000};
 		j->sweep_timer = event_new(j->app->base, -1, EV_PERSIST, jobs_sweep, j);
 		event_add(j->sweep_timer, &tv);
+		j->lock_timer = event_new(j->app->base, -1, EV_PERSIST, jobs_lock_check, j);
+		event_add(j->lock_timer, &check);
 		jobs_sweep(-1, 0, j);
 	}
 }
@@ -647,9 +867,17 @@ jobs_metrics(struct evbuffer *out, void *arg)
 	    "creditd_invoice_deadline_at_risk %d\n"
 	    "# HELP creditd_jobs_running Jobs running on this daemon.\n"
 	    "# TYPE creditd_jobs_running gauge\n"
-	    "creditd_jobs_running %d\n",
+	    "creditd_jobs_running %d\n"
+	    "# HELP creditd_jobs_sweeps_total Sweeps for abandoned jobs done by this daemon.\n"
+	    "# TYPE creditd_jobs_sweeps_total counter\n"
+	    "creditd_jobs_sweeps_total %" PRIu64 "\n"
+	    "# HELP creditd_jobs_abandoned_total Jobs of stopped daemons this daemon marked "
+	    "failed (R9.2).\n"
+	    "# TYPE creditd_jobs_abandoned_total counter\n"
+	    "creditd_jobs_abandoned_total %" PRIu64 "\n",
 	    period, p != NULL, period, p != NULL && p->invoiced_at <= deadline,
-	    p == NULL && now >= deadline - INT64_C(48) * 3600 * 1000000, j->running);
+	    p == NULL && now >= deadline - INT64_C(48) * 3600 * 1000000, j->running, j->sweeps,
+	    j->abandoned);
 }
 
 /* ---- HTTP ---- */

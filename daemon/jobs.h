@@ -7,7 +7,10 @@
  * lanes' chunks take turns for the series); a crash mid-run loses
  * at most the chunk in flight and the next run resumes without duplicates
  * (one monthly invoice per account and period is a unique key). Runs are
- * recorded in `jobs`; completed periods in `invoice_runs`. */
+ * recorded in `jobs`; completed periods in `invoice_runs`. A running job's
+ * session lock, held by every connection of its runner's pool, shows that
+ * the runner is alive; the sweeps of every daemon mark a job whose lock no
+ * session holds failed (R9.2; jobs.c, "liveness"). */
 #ifndef CREDITD_JOBS_H
 #define CREDITD_JOBS_H
 
