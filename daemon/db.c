@@ -733,6 +733,18 @@ db_submit_conn(struct db *db, int idx, struct db_batch *b, db_cb cb, void *arg)
 	return db_send(&db->conns[idx], b, cb, arg);
 }
 
+/* Where db_submit puts b: the lowest rank, then the fewest batches in
+ * flight. A connection without slow work first: a request queued behind a
+ * job's chunk would wait until it commits. A slow batch goes to connection
+ * 0 last: it LISTENs, and PostgreSQL delivers notifications only between
+ * statements, so a job's step there would hold up every cache refresh
+ * (R3.6, R9.2) until it commits. */
+static int
+db_rank(const struct db_conn *c, const struct db_batch *b)
+{
+	return (c->slow > 0) + (b->slow && c->idx == 0 ? 2 : 0);
+}
+
 int
 db_submit(struct db *db, struct db_batch *b, db_cb cb, void *arg)
 {
@@ -744,10 +756,8 @@ db_submit(struct db *db, struct db_batch *b, db_cb cb, void *arg)
 			    &db->conns[(db->rr + (unsigned)k) % (unsigned)db->npool];
 			if (c->state != DB_CONN_READY)
 				continue;
-			/* a connection without slow work first: a request queued
-			 * behind a job's chunk would wait until it commits */
-			if (best == NULL || (c->slow == 0) > (best->slow == 0) ||
-			    ((c->slow == 0) == (best->slow == 0) && c->inflight < best->inflight))
+			if (best == NULL || db_rank(c, b) < db_rank(best, b) ||
+			    (db_rank(c, b) == db_rank(best, b) && c->inflight < best->inflight))
 				best = c;
 		}
 	}

@@ -442,7 +442,10 @@ class AuditOps(harness.DaemonTestCase):
         db = "ops_daily11"
         self.cluster.createdb(db)
         sql = lambda q: self.cluster.psql(q, dbname=db).strip()
+        # two connections: the job's held step must not sit on connection 0,
+        # which LISTENs (notifications wait while its backend is busy)
         d = harness.Daemon(self.cluster.conninfo(db) + " application_name=ops_g11",
+                           config={"database": {"pool_size": "2"}},
                            test_clock="2026-02-05T10:00:00Z")
         self.addCleanup(d.destroy)
         d.migrate()
