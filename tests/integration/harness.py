@@ -969,6 +969,19 @@ def stop_env() -> None:
         env.close()
 
 
+def wait_for(pred: Callable[[], Any], timeout: float, what: str) -> Any:
+    """Polls pred every 50 ms until it returns something true (returned),
+    at least once; AssertionError naming `what` after `timeout` seconds."""
+    end = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() > end:
+            raise AssertionError("timed out waiting for " + what)
+        time.sleep(0.05)
+
+
 def uid() -> str:
     """A new random UUID as text (event and payment ids)."""
     return str(uuid.uuid4())

@@ -32,15 +32,7 @@ import harness
 NOW = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 60))
 
 
-def wait_for(pred, timeout, what):
-    end = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() > end:
-            raise AssertionError("timed out waiting for " + what)
-        time.sleep(0.05)
+wait_for = harness.wait_for
 
 
 class Locker:
@@ -436,32 +428,41 @@ class AuditOps(harness.DaemonTestCase):
         self.seen(d, "OD-1", 2.0, "the job's daemon to see the suspension", status="suspended",
                   allowed=False, reason="suspended")
 
-    def test_11_running_daily_job_updates_its_own_daemons_cache(self):
-        """R3.6: the cache is updated on every commit, also the commits of a
-        job still running in the same daemon (its overdue suspensions)."""
-        db = "ops_daily11"
+    def held_daily_job(self, n, lock_key, config=None):
+        """A daemon on database ops_daily<n> (setup_overdue's OD-1) whose
+        daily job runs at start and stops in its last step (inactivity),
+        waiting for advisory lock lock_key that a Locker holds, after the
+        overdue step (OD-1 suspended) committed. Returns (daemon, sql,
+        locker)."""
+        db = f"ops_daily{n}"
         self.cluster.createdb(db)
         sql = lambda q: self.cluster.psql(q, dbname=db).strip()
-        # two connections: the job's held step must not sit on connection 0,
-        # which LISTENs (notifications wait while its backend is busy)
-        d = harness.Daemon(self.cluster.conninfo(db) + " application_name=ops_g11",
-                           config={"database": {"pool_size": "2"}},
-                           test_clock="2026-02-05T10:00:00Z")
+        d = harness.Daemon(self.cluster.conninfo(db) + f" application_name=ops_g{n}",
+                           config=config, test_clock="2026-02-05T10:00:00Z")
         self.addCleanup(d.destroy)
         d.migrate()
         self.setup_overdue(sql)
-        # the job's last step (inactivity) waits for the test's lock, after
-        # the overdue step (OD-1 suspended) has committed
-        sql("""
+        sql(f"""
             CREATE OR REPLACE FUNCTION creditd_daily_inactivity(p_day date, p_months int,
                                                                 p_at timestamptz)
             RETURNS SETOF uuid LANGUAGE plpgsql AS $f$
-            BEGIN PERFORM pg_advisory_xact_lock(4711); END $f$;""")
-        gate = Locker(self, "ops_gate11", "SELECT pg_advisory_xact_lock(4711)", dbname=db)
+            BEGIN PERFORM pg_advisory_xact_lock({lock_key}); END $f$;""")
+        gate = Locker(self, f"ops_gate{n}", f"SELECT pg_advisory_xact_lock({lock_key})",
+                      dbname=db)
         d.start()  # after 00:05 of 5 February: the day's job runs at once
-        self.wait_for_sql("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                          "AND query LIKE '%creditd_daily_inactivity%'",
+        self.wait_for_sql(self.INACTIVITY_WAITING,
                           "the daily job never reached its inactivity step")
+        return d, sql, gate
+
+    INACTIVITY_WAITING = ("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                          "AND query LIKE '%creditd_daily_inactivity%'")
+
+    def test_11_running_daily_job_updates_its_own_daemons_cache(self):
+        """R3.6: the cache is updated on every commit, also the commits of a
+        job still running in the same daemon (its overdue suspensions)."""
+        # two connections: the job's held step must not sit on connection 0,
+        # which LISTENs (notifications wait while its backend is busy)
+        d, sql, gate = self.held_daily_job(11, 4711, {"database": {"pool_size": "2"}})
         self.assertEqual(sql("SELECT status FROM jobs WHERE kind = 'daily'"), "running")
         self.assertEqual(sql("SELECT status, reasons FROM accounts WHERE external_ref = 'OD-1'"),
                          "suspended|{overdue}")
@@ -476,25 +477,7 @@ class AuditOps(harness.DaemonTestCase):
         lock) does not hold up API requests while another connection is
         there; the pool has two, so concurrent requests tie on the number
         in flight and used to be queued behind the step half of the time."""
-        db = "ops_daily12"
-        self.cluster.createdb(db)
-        sql = lambda q: self.cluster.psql(q, dbname=db).strip()
-        d = harness.Daemon(self.cluster.conninfo(db) + " application_name=ops_g12",
-                           config={"database": {"pool_size": "2"}},
-                           test_clock="2026-02-05T10:00:00Z")
-        self.addCleanup(d.destroy)
-        d.migrate()
-        self.setup_overdue(sql)
-        sql("""
-            CREATE OR REPLACE FUNCTION creditd_daily_inactivity(p_day date, p_months int,
-                                                                p_at timestamptz)
-            RETURNS SETOF uuid LANGUAGE plpgsql AS $f$
-            BEGIN PERFORM pg_advisory_xact_lock(4712); END $f$;""")
-        gate = Locker(self, "ops_gate12", "SELECT pg_advisory_xact_lock(4712)", dbname=db)
-        d.start()
-        self.wait_for_sql("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                          "AND query LIKE '%creditd_daily_inactivity%'",
-                          "the daily job never reached its inactivity step")
+        d, sql, gate = self.held_daily_job(12, 4712, {"database": {"pool_size": "2"}})
         d.wait_ready(timeout=15)
         # 40 reads at once from 8 threads, while the step still waits
         done = []
@@ -515,14 +498,12 @@ class AuditOps(harness.DaemonTestCase):
         for t in threads:
             t.join(10)
         waited = time.monotonic() - t0
-        still = sql("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                    "AND query LIKE '%creditd_daily_inactivity%'")
+        still = sql(self.INACTIVITY_WAITING)
         gate.release()
         self.assertEqual(still, "1", "the step stopped waiting before the reads were checked")
         self.assertEqual(done, [200] * 40, f"answered after {waited:.1f} s: {done}")
         wait_for(lambda: sql("SELECT status FROM jobs WHERE kind = 'daily'") == "succeeded", 20.0,
                  "the daily job to succeed")
-
 
 if __name__ == "__main__":
     harness.main()

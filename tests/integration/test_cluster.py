@@ -23,14 +23,7 @@ def metric(daemon, name):
     return int(m.group(1)) if m else None
 
 
-def wait_for(pred, timeout, what):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.05)
-    raise AssertionError("timed out waiting for " + what)
+wait_for = harness.wait_for
 
 
 class Cluster(harness.DaemonTestCase):

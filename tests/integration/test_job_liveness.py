@@ -43,15 +43,7 @@ $$;
 """
 
 
-def wait_for(pred, timeout, what):
-    end = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() > end:
-            raise AssertionError("timed out waiting for " + what)
-        time.sleep(0.05)
+wait_for = harness.wait_for
 
 
 class Session:
