@@ -285,8 +285,10 @@ job_run_end(struct job_run *run, bool ok)
 		db_submit_conn(j->app->db, i, b, NULL, NULL);
 	}
 	/* exposure and reasons moved, also in the committed chunks of a failed
-	 * run: our own NOTIFYs are skipped (R9.2), so without the reload this
-	 * daemon would authorize accounts the database has suspended */
+	 * run: the NOTIFYs of its last commits may reach this daemon after the
+	 * run ended, when its own NOTIFYs are skipped again (cluster.c), so
+	 * without the reload it could authorize accounts the database has
+	 * suspended (R3.6) */
 	if (run->invoices > 0 || run->daily)
 		acache_reload(j->app->acache, j->app, false);
 	if (run->sched && run->daily) {
