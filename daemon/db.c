@@ -749,16 +749,20 @@ int
 db_submit(struct db *db, struct db_batch *b, db_cb cb, void *arg)
 {
 	struct db_conn *best = NULL;
+	int best_rank = 0;
 
 	if (db->schema_ok && db->inflight < DB_MAX_QUEUED) {
 		for (int k = 0; k < db->npool; k++) {
 			struct db_conn *c =
 			    &db->conns[(db->rr + (unsigned)k) % (unsigned)db->npool];
+			int rank = db_rank(c, b);
 			if (c->state != DB_CONN_READY)
 				continue;
-			if (best == NULL || db_rank(c, b) < db_rank(best, b) ||
-			    (db_rank(c, b) == db_rank(best, b) && c->inflight < best->inflight))
+			if (best == NULL || rank < best_rank ||
+			    (rank == best_rank && c->inflight < best->inflight)) {
 				best = c;
+				best_rank = rank;
+			}
 		}
 	}
 	if (best == NULL) {
