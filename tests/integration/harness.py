@@ -982,6 +982,16 @@ def wait_for(pred: Callable[[], Any], timeout: float, what: str) -> Any:
         time.sleep(0.05)
 
 
+def metric(daemon: "Daemon", name: str, absent: Any = None) -> Any:
+    """The value of counter or gauge `name` on daemon's /metrics (read
+    token) as an int; `absent` when the daemon does not report it."""
+    r = daemon.request("GET", "/metrics", token="read")
+    if r.status != 200:
+        raise AssertionError(f"GET /metrics: {r.status} {r.text[:500]}")
+    m = re.search(r"^%s (\d+)$" % re.escape(name), r.text, re.M)
+    return int(m.group(1)) if m else absent
+
+
 def uid() -> str:
     """A new random UUID as text (event and payment ids)."""
     return str(uuid.uuid4())
@@ -1059,6 +1069,16 @@ class DaemonTestCase(unittest.TestCase):
         while self.psql(sql).strip() in ("", "0"):
             self.assertLess(time.monotonic(), deadline, what)
             time.sleep(0.02)
+
+    def named_daemon(self, app_name: str) -> "Daemon":
+        """Another daemon on the module's cluster and database, on the real
+        clock, its sessions named app_name (so a test can end exactly
+        them); started, ready, destroyed at clean-up."""
+        d = Daemon(self.cluster.conninfo() + " application_name=" + app_name, test_clock=None)
+        self.addCleanup(d.destroy)
+        d.start()
+        d.wait_ready(timeout=15)
+        return d
 
     def request_in_background(self, daemon: "Daemon", method: str, path: str, body: Any,
                               token: str) -> tuple[threading.Thread, dict]:

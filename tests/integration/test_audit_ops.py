@@ -21,7 +21,6 @@ real clock (no test clock)."""
 import http.client
 import json
 import os
-import re
 import subprocess
 import threading
 import time
@@ -62,14 +61,6 @@ class Locker:
 
 class AuditOps(harness.DaemonTestCase):
     TEST_CLOCK = None
-
-    def new_daemon(self, app_name):
-        d = harness.Daemon(self.cluster.conninfo() + " application_name=" + app_name,
-                           test_clock=None)
-        self.addCleanup(d.destroy)
-        d.start()
-        d.wait_ready(timeout=15)
-        return d
 
     def end_sessions(self, app_name):
         """Ends every database session of one daemon (a lost connection)."""
@@ -126,8 +117,8 @@ class AuditOps(harness.DaemonTestCase):
     # ---- R9.2: every kind of change reaches the other daemon within 1 s
 
     def test_1_change_kinds_reach_the_other_daemon(self):
-        a = self.new_daemon("ops_a1")
-        b = self.new_daemon("ops_b1")
+        a = self.named_daemon("ops_a1")
+        b = self.named_daemon("ops_b1")
         self.account(a, "OPS-K1", monthly_limit="10", total_limit="100")
         self.seen(b, "OPS-K1", 1.0, "B to know the new account", status="active",
                   monthly_remaining="10", total_remaining="100")
@@ -161,8 +152,8 @@ class AuditOps(harness.DaemonTestCase):
     # ---- R9.2/R9.3: B's database sessions end; changes meanwhile are not lost
 
     def test_2_changes_while_the_listen_connection_is_down(self):
-        a = self.new_daemon("ops_a2")
-        b = self.new_daemon("ops_b2")
+        a = self.named_daemon("ops_a2")
+        b = self.named_daemon("ops_b2")
         self.account(a, "OPS-L1", monthly_limit="50")
         self.account(a, "OPS-L2", monthly_limit="50")
         self.seen(b, "OPS-L1", 1.0, "B to know OPS-L1", status="active")
@@ -185,7 +176,7 @@ class AuditOps(harness.DaemonTestCase):
     # ---- R9.3: a reload cut short by a second loss is redone
 
     def test_3_reload_cut_short_by_a_second_loss(self):
-        c = self.new_daemon("ops_c3")
+        c = self.named_daemon("ops_c3")
         self.account(c, "OPS-R1", monthly_limit="30")
         self.seen(c, "OPS-R1", 1.0, "C to know OPS-R1", status="active")
         # the reload after the first loss waits for this lock
@@ -211,19 +202,27 @@ class AuditOps(harness.DaemonTestCase):
 
     # ---- R9.3: SIGTERM with a client waiting for its batch to commit
 
-    def test_4_sigterm_answers_a_waiting_ingest(self):
-        d = self.new_daemon("ops_d4")
-        acc = self.account(d, "OPS-T1", monthly_limit="30")
-        self.seen(d, "OPS-T1", 1.0, "D to know OPS-T1", status="active")
-        locker = Locker(self, "ops_locker4",
+    def waiting_ingest(self, n, ref, amount):
+        """Daemon ops_<n> with account ref, whose row a Locker holds, and one
+        event of `amount` POSTed in the background, its batch waiting for the
+        row lock. Returns (daemon, locker, event id, thread, answer dict)."""
+        app = f"ops_{n}"
+        d = self.named_daemon(app)
+        acc = self.account(d, ref, monthly_limit="30")
+        self.seen(d, ref, 1.0, f"{app} to know {ref}", status="active")
+        locker = Locker(self, f"ops_locker_{n}",
                         f"SELECT 1 FROM accounts WHERE id = '{acc['id']}' FOR UPDATE")
         eid = str(uuid.uuid4())
-        ev = [{"id": eid, "account": "ext:OPS-T1", "amount": "2.50", "occurred_at": NOW,
+        ev = [{"id": eid, "account": "ext:" + ref, "amount": amount, "occurred_at": NOW,
                "service": "sms"}]
         t, out = self.request_in_background(d, "POST", "/v1/events", ev, "platform")
         self.wait_for_sql("SELECT count(*) FROM pg_stat_activity WHERE application_name = "
-                          "'ops_d4' AND wait_event_type = 'Lock'",
+                          f"'{app}' AND wait_event_type = 'Lock'",
                           "the ingest batch never waited for the locked account")
+        return d, locker, eid, t, out
+
+    def test_4_sigterm_answers_a_waiting_ingest(self):
+        d, locker, eid, t, out = self.waiting_ingest("d4", "OPS-T1", "2.50")
         d.signal(15)
         time.sleep(0.5)
         self.assertTrue(d.is_running(), "D exited with a batch in flight\n" + d.log_tail())
@@ -239,12 +238,6 @@ class AuditOps(harness.DaemonTestCase):
 
     # ---- R9.2: a leader whose lock session ends stops scheduling at once
 
-    def metric(self, d, name):
-        r = d.request("GET", "/metrics", token="read")
-        self.assertStatus(r, 200)
-        m = re.search(r"^%s (\d+)$" % re.escape(name), r.text, re.M)
-        return int(m.group(1))
-
     def lock_holder(self):
         """(application_name, pid) of the session holding the scheduler lock
         (pg_advisory_lock(7274200): classid 0, objid 7274200), or None."""
@@ -254,22 +247,22 @@ class AuditOps(harness.DaemonTestCase):
         return tuple(out.split("|")) if out else None
 
     def test_5_leader_losing_its_lock_stops_at_once(self):
-        daemons = {"": self.daemon, "ops_a5": self.new_daemon("ops_a5"),
-                   "ops_b5": self.new_daemon("ops_b5")}
-        leaders = lambda: sum(self.metric(d, "creditd_scheduler_leader")
+        daemons = {"": self.daemon, "ops_a5": self.named_daemon("ops_a5"),
+                   "ops_b5": self.named_daemon("ops_b5")}
+        leaders = lambda: sum(harness.metric(d, "creditd_scheduler_leader")
                               for d in daemons.values())
         wait_for(lambda: leaders() == 1 and self.lock_holder() is not None, 6.0,
                  "exactly one leader")
         name, pid = self.lock_holder()
         old = daemons[name]
-        self.assertEqual(self.metric(old, "creditd_scheduler_leader"), 1)
+        self.assertEqual(harness.metric(old, "creditd_scheduler_leader"), 1)
         # its connection 0 ends (the lock with it); the daemon keeps running
         self.psql(f"SELECT pg_terminate_backend({pid})")
         wait_for(lambda: self.psql(f"SELECT count(*) FROM pg_stat_activity WHERE pid = {pid}")
                  .strip() == "0", 5.0, "the session to end")
         # the old leader stops within 0.5 s (not at its next 2 s lock attempt),
         # and there is never more than one leader while another takes over
-        wait_for(lambda: self.metric(old, "creditd_scheduler_leader") == 0, 0.5,
+        wait_for(lambda: harness.metric(old, "creditd_scheduler_leader") == 0, 0.5,
                  "the old leader to stop scheduling")
         end = time.monotonic() + 3.0
         while time.monotonic() < end:
@@ -280,7 +273,7 @@ class AuditOps(harness.DaemonTestCase):
     # ---- R9.3: SIGTERM while a job runs and its client waits
 
     def test_6_sigterm_during_a_waited_job(self):
-        d = self.new_daemon("ops_d6")
+        d = self.named_daemon("ops_d6")
         self.account(d, "OPS-J1", monthly_limit="30")
         locker = Locker(self, "ops_locker6", "LOCK TABLE accounts IN ACCESS EXCLUSIVE MODE")
         t, out = self.request_in_background(d, "POST", "/v1/jobs/daily?wait=true", "{}", "ops")
@@ -310,7 +303,7 @@ class AuditOps(harness.DaemonTestCase):
         return runs[0]
 
     def test_7_sighup_moves_the_invoice_run(self):
-        d = self.new_daemon("ops_e7")
+        d = self.named_daemon("ops_e7")
         at = wait_for(lambda: self.invoice_run_at(d), 5.0, "a scheduled invoice run")
         # the default 02:00 (billing zone UTC) on day 1 of some month
         self.assertRegex(at, r"^\d{4}-\d{2}-01T02:00:00Z$")
@@ -352,18 +345,7 @@ class AuditOps(harness.DaemonTestCase):
     # ---- R9.3: draining when the waiting batch's connection is lost
 
     def test_9_sigterm_then_connection_lost(self):
-        d = self.new_daemon("ops_f9")
-        acc = self.account(d, "OPS-F1", monthly_limit="30")
-        self.seen(d, "OPS-F1", 1.0, "F to know OPS-F1", status="active")
-        locker = Locker(self, "ops_locker9",
-                        f"SELECT 1 FROM accounts WHERE id = '{acc['id']}' FOR UPDATE")
-        eid = str(uuid.uuid4())
-        ev = [{"id": eid, "account": "ext:OPS-F1", "amount": "1", "occurred_at": NOW,
-               "service": "sms"}]
-        t, out = self.request_in_background(d, "POST", "/v1/events", ev, "platform")
-        self.wait_for_sql("SELECT count(*) FROM pg_stat_activity WHERE application_name = "
-                          "'ops_f9' AND wait_event_type = 'Lock'",
-                          "the ingest batch never waited for the locked account")
+        d, locker, eid, t, out = self.waiting_ingest("f9", "OPS-F1", "1")
         d.signal(15)
         time.sleep(0.3)
         self.assertGreater(self.end_sessions("ops_f9"), 0)

@@ -7,7 +7,6 @@ two daemons ingesting for one account keep the limits exact.
 Both daemons run on the real clock (no test clock): leadership is about the
 real scheduler."""
 
-import re
 import threading
 import time
 import uuid
@@ -17,12 +16,7 @@ import harness
 NOW = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 60))
 
 
-def metric(daemon, name):
-    r = daemon.request("GET", "/metrics", token="read")
-    m = re.search(r"^%s (\d+)$" % re.escape(name), r.text, re.M)
-    return int(m.group(1)) if m else None
-
-
+metric = harness.metric
 wait_for = harness.wait_for
 
 

@@ -20,7 +20,6 @@ covered by test_faults.py (test_3b: the restarted daemon marks it). All run
 on the real clock."""
 
 import os
-import re
 import subprocess
 import time
 import uuid
@@ -74,20 +73,10 @@ class Session:
 class JobLiveness(harness.DaemonTestCase):
     TEST_CLOCK = None
 
-    def new_daemon(self, app_name):
-        d = harness.Daemon(self.cluster.conninfo() + " application_name=" + app_name,
-                           test_clock=None)
-        self.addCleanup(d.destroy)
-        d.start()
-        d.wait_ready(timeout=15)
-        return d
-
-    def metric(self, d, name):
+    @staticmethod
+    def metric(d, name):
         """A counter of d's /metrics, -1 when absent (a binary without it)."""
-        r = d.request("GET", "/metrics", token="read")
-        self.assertStatus(r, 200)
-        m = re.search(r"^%s (\d+)$" % re.escape(name), r.text, re.M)
-        return int(m.group(1)) if m else -1
+        return harness.metric(d, name, absent=-1)
 
     def swept(self, d, n=1):
         """Waits until d completed n sweeps (its first at its start)."""
@@ -156,7 +145,7 @@ class JobLiveness(harness.DaemonTestCase):
 
     def test_1_job_survives_a_lost_connection_0(self):
         self.install_gate()
-        a = self.new_daemon("live_a1")
+        a = self.named_daemon("live_a1")
         gate, job, conn0 = self.gated_job(a, "live_a1")
         # A's connection 0 ends (its share of the job's lock with it); the job
         # waits at the gate on another connection of A's
@@ -174,7 +163,7 @@ class JobLiveness(harness.DaemonTestCase):
                 d.start()
                 d.wait_ready(timeout=15)
             else:
-                d = self.new_daemon(name)
+                d = self.named_daemon(name)
                 sweepers.append(d)
             # its first sweep done (or the job marked: the defect)
             wait_for(lambda: self.metric(d, "creditd_jobs_sweeps_total") >= 1
@@ -215,7 +204,7 @@ class JobLiveness(harness.DaemonTestCase):
         dead = self.fake_job()  # its runner's sessions are gone
         held = self.fake_job()  # one session of its runner is left
         holder = Session(self, f"pg_advisory_lock_shared({JOB_LOCK_KEY}, hashtext('{held}'))")
-        e = self.new_daemon("live_e2")
+        e = self.named_daemon("live_e2")
         self.swept(e)
         self.assertEqual(self.row(dead), ["failed", "abandoned: the daemon running it stopped"])
         self.assertEqual(self.row(held), ["running", ""])
