@@ -113,7 +113,8 @@ jf_amount(const json_t *obj, const char *key, bool required, bool nullable, bool
 	if (is_null)
 		*is_null = false;
 	if (v != NULL && json_is_null(v) && nullable) {
-		*is_null = true;
+		if (is_null)
+			*is_null = true;
 		return 0;
 	}
 	if (v == NULL || json_is_null(v)) {

@@ -708,8 +708,10 @@ webhook_poll_cb(const struct db_result *res, void *arg)
 		if (i < PQntuples(pg))
 			webhook_unclaim(wh, pg, i);
 	}
+	/* read before the release, which frees wh once it is freed and idle */
+	bool again = wh->poll_again && !wh->freed;
 	webhook_release(wh);
-	if (wh->poll_again)
+	if (again)
 		event_active(wh->ev_step, EV_TIMEOUT, 1);
 }
 
