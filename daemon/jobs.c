@@ -66,6 +66,7 @@ struct job_run {
 	int32_t period; /* invoicing: first day of the billed month; daily: the date */
 	int32_t issue;  /* issue date (billing zone) */
 	int invoices;
+	int64_t finished_at; /* when its outcome was written */
 	struct job_lane lanes[INVOICE_LANES];
 	struct job_lane sweep;
 	int lanes_running; /* lanes not finished yet (+1 while they start) */
@@ -319,8 +320,13 @@ job_run_recorded(const struct db_result *res, void *arg)
 	if (!db_result_ok(res))
 		log_warnx("invoice run %s: could not record the outcome: %s", run->id,
 		          db_result_error(res));
-	else if (!run->daily && run->error == NULL)
+	else if (!run->daily && run->error == NULL) {
+		/* R5.1: the period is invoiced before the next run is planned
+		 * (job_run_end), not only when the periods come back from the
+		 * database: else the scheduler ran it a second time at once */
+		jobs_period_done(run->j, run->period, run->finished_at, run->invoices);
 		jobs_db_ready(run->j); /* the periods as the database counts them */
+	}
 	job_run_end(run, run->error == NULL);
 }
 
@@ -332,7 +338,8 @@ job_run_finish(struct job_run *run)
 	char *result = json_dumps(json_object_get(res, "result"), JSON_COMPACT);
 	struct db_batch *b = db_batch_new();
 
-	usec_param(clock_now(), now);
+	run->finished_at = clock_now();
+	usec_param(run->finished_at, now);
 	civil_format_date(run->period, period);
 	snprintf(n, sizeof n, "%d", run->invoices);
 	const char *p[] = {

@@ -758,6 +758,19 @@ class TimeZone(unittest.TestCase):
         jan = [p for p in r.json["periods"] if p["period"] == "2026-01"][0]
         self.assertTrue(jan["invoiced"], jan)
         self.assertTrue(jan["deadline_met"], jan)
+        # R5.1: one scheduled run for the period. The scheduler used to plan
+        # the next run before it knew this one's period was invoiced, and ran
+        # the period a second time at once (0 invoices, every account read
+        # again, a second job row).
+        time.sleep(1.0)
+        r = self.req("GET", "/v1/jobs?kind=invoicing&limit=100", token="read")
+        self.assertEqual(r.status, 200, r.text)
+        runs = [(j["params"]["period"], j["status"], j["result"]["invoices"])
+                for j in r.json["items"]]
+        # newest first: January's at 07:00Z, and December's, caught up at the
+        # start (04:00Z is 31 January 23:00 in New York: December was due)
+        self.assertEqual(runs, [("2026-01", "succeeded", 1), ("2025-12", "succeeded", 0)],
+                         r.text)
 
 
 if __name__ == "__main__":
