@@ -4,6 +4,7 @@
 #include <event2/buffer.h>
 #include <inttypes.h>
 #include <stdio.h>
+#include <string.h>
 #include <stdlib.h>
 
 #include "app.h"
@@ -243,17 +244,40 @@ notifications_cb(const struct db_result *res, void *arg)
 	log_page_cb(res, arg, notification_row_json);
 }
 
+/* The kinds of API.md "notifications", and payment.reversed (README). */
+static const char *const notification_kinds[] = {
+    "account.suspended", "account.reactivated",   "usage.threshold",  "limit.change_scheduled",
+    "limit.changed",     "limit_request.decided", "invoice.issued",   "invoice.overdue",
+    "invoice.reminder",  "payment.received",      "payment.reversed", "account.terminated",
+};
+
+static bool
+notification_kind_known(const char *kind)
+{
+	for (size_t i = 0; i < sizeof notification_kinds / sizeof *notification_kinds; i++)
+		if (strcmp(kind, notification_kinds[i]) == 0)
+			return true;
+	return false;
+}
+
 /* GET /v1/notifications?after=<cursor>&account=&kind= (R8.1, R8.2). */
 void
 http_ops_notifications(struct http_req *r)
 {
 	const char *account = http_req_query(r, "account"), *id = NULL, *ext = NULL;
+	const char *kind = http_req_query(r, "kind");
 	int limit;
 	int64_t after;
 	char lim[16], cur[24];
 
 	if (!http_paging(r, "after", &limit, &after))
 		return;
+	/* a mistyped kind would page through nothing for ever */
+	if (kind && *kind && !notification_kind_known(kind)) {
+		http_reply_error(r, 400, "validation_failed",
+		                 "kind: not a notification kind (see API.md)", "kind");
+		return;
+	}
 	if (account && !account_ref(account, &id, &ext)) {
 		http_reply_error(r, 400, "validation_failed",
 		                 "account: must be a UUID or ext:<external_ref>", "account");
@@ -261,7 +285,7 @@ http_ops_notifications(struct http_req *r)
 	}
 	snprintf(lim, sizeof lim, "%d", limit + 1);
 	snprintf(cur, sizeof cur, "%" PRId64, after);
-	const char *p[] = {cur, lim, http_req_query(r, "kind"), id, ext};
+	const char *p[] = {cur, lim, kind, id, ext};
 	struct db_batch *b = db_batch_new();
 	log_cursor_check(b, "notifications", p);
 	db_batch_add(

@@ -201,13 +201,16 @@ http_paging(struct http_req *r, const char *cursor_key, int *limit, int64_t *cur
 		*limit = (int)v;
 	}
 	if (c && *c) {
-		long long v = strtoll(c, &end, 10);
-		if (*end != '\0' || v < 0) {
-			http_reply_error(r, 400, "validation_failed", "cursor: malformed",
-			                 cursor_key);
+		/* digits only (no sign or blanks), at most 18 of them: no overflow */
+		size_t n = strspn(c, "0123456789");
+		if (c[n] != '\0' || n > 18) {
+			char msg[96];
+			snprintf(msg, sizeof msg, "%s: malformed (pass next_cursor unchanged)",
+			         cursor_key);
+			http_reply_error(r, 400, "validation_failed", msg, cursor_key);
 			return false;
 		}
-		*cursor = v;
+		*cursor = strtoll(c, &end, 10);
 	}
 	return true;
 }
