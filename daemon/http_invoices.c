@@ -38,8 +38,9 @@ static const char *const issuer_lines[] = {
  * days overdue. Lines and credit notes come as JSON arrays with integer
  * amounts in micro-units, formatted here with the currency's decimals. */
 #define INVOICE_SELECT                                                                             \
-	"SELECT v.* FROM (SELECT i.id, i.seq, i.number, i.kind, i.account_id, a.name AS "          \
-	"account_name, a.external_ref, a.jurisdiction, i.period AS period_date, "                  \
+	"SELECT v.* FROM (SELECT i.id, i.seq, i.number, i.kind, i.account_id, "                    \
+	"i.customer_name AS account_name, a.external_ref, "                                        \
+	"i.customer_jurisdiction AS jurisdiction, i.period AS period_date, "                       \
 	"to_char(i.period, 'YYYY-MM') AS period, i.issue_date - date '1970-01-01' AS issue_day, "  \
 	"creditd_due(i) - date '1970-01-01' AS due_day, "                                          \
 	"i.due_date - date '1970-01-01' AS issued_due_day, i.currency, i.currency_exp, i.total, "  \

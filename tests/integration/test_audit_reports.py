@@ -410,11 +410,11 @@ class AuditReports(harness.DaemonTestCase):
                          headers={"Accept": "text/html"})
         self.assertError(r, 404, "not_found")
 
-    # defect: GET /v1/invoices/{id} reads the customer block (name,
+    # was a defect: GET /v1/invoices/{id} read the customer block (name,
     # jurisdiction) from the account as it is now, so renaming the account
-    # (PATCH) changes every issued invoice, JSON and printed page (R5.5: an
-    # issued invoice is never changed). Fixed by the next commit.
-    @unittest.expectedFailure
+    # (PATCH) changed every issued invoice, JSON and printed page (R5.5: an
+    # issued invoice is never changed). Invoices now keep both as of their
+    # issue (sql/0027_invoice_customer.sql).
     def test_23_issued_invoice_keeps_the_customer_it_was_issued_to(self):
         path = "/v1/invoices/" + self.ids[("inv", "RF-1")]
         before = self.ok(self.request("GET", path, token="read"))
