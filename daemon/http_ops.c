@@ -158,14 +158,25 @@ audit_row_json(const PGresult *pg, int row)
  * shown in (txid, id) order and only once every transaction that could still
  * write a row before them has ended (sql/0021_audit_api.sql): a reader that
  * follows the cursor never skips a row that committed after a higher id. The
- * cursor is the id of the last row read, as before. */
+ * cursor is the id of the last row read, as before. A generation comes first
+ * in that order: it goes up when the logs were restored from another
+ * cluster, whose transaction ids are not this one's (sql/0028). */
 
-/* FROM-list item `k` for table t: k.t is the cursor row's txid (0: the
- * start, or a row from before the migration), k.x the oldest transaction
- * still running. */
+/* FROM-list item `k` for table t: k.g and k.t are the cursor row's
+ * generation and txid (0, 0: the start, or a row from before 0021), k.x the
+ * oldest transaction still running, k.cur the present generation. Rows of an
+ * older generation came from another cluster before a restore (0028): all
+ * of them are final. */
 #define LOG_KEYS(t)                                                                                \
-	"(SELECT coalesce((SELECT c.txid FROM " t " c WHERE c.id = $1::bigint), '0'::xid8) AS t, " \
-	"pg_snapshot_xmin(pg_current_snapshot()) AS x) k "
+	"(SELECT coalesce(c.gen, 0) AS g, coalesce(c.txid, '0'::xid8) AS t, "                      \
+	"pg_snapshot_xmin(pg_current_snapshot()) AS x, (SELECT gen FROM log_generation) AS cur "   \
+	"FROM (SELECT $1::bigint AS id) q LEFT JOIN " t " c ON c.id = q.id) k "
+
+/* Rows of table alias a after the cursor and final, in log order. */
+#define LOG_AFTER(a)                                                                               \
+	"(" a ".gen, " a ".txid, " a ".id) > (k.g, k.t, $1::bigint) "                              \
+	"AND (" a ".gen < k.cur OR " a ".txid < k.x) "
+#define LOG_ORDER(a) "ORDER BY " a ".gen, " a ".txid, " a ".id "
 
 /* The batch's statement 0: is the cursor (0 = the start) a row of `table`? */
 static void
@@ -220,8 +231,7 @@ http_ops_audit(struct http_req *r)
 	    b,
 	    "SELECT l.id, creditd_us(l.at) AS at_us, l.actor, l.action, l.object_type, "
 	    "l.object_id, l.before::text, l.after::text, l.request_id FROM audit_log l, " LOG_KEYS(
-	        "audit_log") "WHERE (l.txid, l.id) > (k.t, $1::bigint) AND l.txid < k.x "
-	                     "ORDER BY l.txid, l.id LIMIT $2",
+	        "audit_log") "WHERE " LOG_AFTER("l") LOG_ORDER("l") "LIMIT $2",
 	    2, p);
 	http_submit(r, b, audit_cb);
 }
@@ -291,13 +301,11 @@ http_ops_notifications(struct http_req *r)
 	db_batch_add(
 	    b,
 	    "SELECT n.id, n.kind, n.account_id, creditd_us(n.created_at) AS created_us, "
-	    "n.payload::text FROM notifications n, " LOG_KEYS(
-	        "notifications") "WHERE (n.txid, n.id) > (k.t, $1::bigint) AND n.txid < k.x "
-	                         "AND ($3::text IS NULL OR n.kind = $3) "
-	                         "AND ($4::uuid IS NULL AND $5::text IS NULL OR n.account_id IN "
-	                         "(SELECT a.id FROM accounts a WHERE a.id = $4::uuid OR "
-	                         "a.external_ref = $5)) "
-	                         "ORDER BY n.txid, n.id LIMIT $2",
+	    "n.payload::text FROM notifications n, " LOG_KEYS("notifications") "WHERE " LOG_AFTER(
+	        "n") "AND ($3::text IS NULL OR n.kind = $3) "
+	             "AND ($4::uuid IS NULL AND $5::text IS NULL OR n.account_id IN "
+	             "(SELECT a.id FROM accounts a WHERE a.id = $4::uuid OR "
+	             "a.external_ref = $5)) " LOG_ORDER("n") "LIMIT $2",
 	    5, p);
 	http_submit(r, b, notifications_cb);
 }

@@ -45,13 +45,35 @@ migrate_unlocked(const struct db_result *r, void *arg)
 }
 
 static void
+migrate_logs_checked(const struct db_result *r, void *arg)
+{
+	struct migrate_run *m = arg;
+
+	if (db_result_unavailable(r)) {
+		free(m);
+		return;
+	}
+	if (!db_result_ok(r)) {
+		char why[512];
+		snprintf(why, sizeof why, "checking the logs after a restore failed: %s",
+		         db_result_error(r));
+		migrate_fail(m, why);
+		return;
+	}
+	db_conn_simple(m->conn, "SELECT pg_advisory_unlock(" MIGRATE_LOCK_KEY ")", migrate_unlocked,
+	               m);
+}
+
+static void
 migrate_apply_next(struct migrate_run *m)
 {
 	const int known = migrations_count;
 
 	if (m->current >= known) {
-		db_conn_simple(m->conn, "SELECT pg_advisory_unlock(" MIGRATE_LOCK_KEY ")",
-		               migrate_unlocked, m);
+		/* every start, still under the lock: were the notification outbox
+		 * and the audit log restored from another cluster? (sql/0028) */
+		db_conn_simple(m->conn, "SELECT creditd_logs_check_restored()",
+		               migrate_logs_checked, m);
 		return;
 	}
 	const struct migration *mig = &migrations[m->current]; /* version current+1 */
