@@ -174,11 +174,11 @@ payments_reversed_cb(const struct db_result *res, void *arg)
 	const PGresult *acc;
 
 	if (db_result_ok(res)) {
-		acc = db_result_get(res, 2);
+		acc = db_result_get(res, 3);
 		if (PQntuples(acc) == 1)
 			acache_update(http_req_app(r)->acache, acc, 0);
 	}
-	payment_reply(r, res, 1);
+	payment_reply(r, res, 2);
 }
 
 void
@@ -189,7 +189,7 @@ http_payments_reverse(struct http_req *r)
 	json_t *body = http_req_json_object(r);
 	const char *reason;
 	struct jf_err e;
-	char id[37], now[24], thr[THRESHOLDS_PARAM_LEN];
+	char id[37], now[24], thr[THRESHOLDS_PARAM_LEN], after[16];
 
 	if (body == NULL)
 		return;
@@ -209,12 +209,20 @@ http_payments_reverse(struct http_req *r)
 	}
 	usec_param(clock_now(), now);
 	thresholds_param(app->cfg, thr);
+	snprintf(after, sizeof after, "%d", app->cfg->overdue_suspend_after_days);
 	const char *p[] = {id, reason, thr, now, http_req_actor(r), http_req_id(r)};
+	const char *q[] = {id, now, http_req_actor(r), http_req_id(r), after};
 	struct db_batch *b = db_batch_new();
 	db_batch_add(b,
 	             "SELECT creditd_payment_reverse($1::uuid, $2, $3::int[], creditd_ts($4), $5, "
 	             "$6) AS account_id",
 	             6, p);
+	/* R6.6: the invoices the payment had paid are overdue again; the
+	 * suspension it lifted comes back now, not at the next daily job */
+	db_batch_add(b,
+	             "SELECT creditd_overdue_suspend_check((SELECT account_id FROM payments WHERE "
+	             "id = $1::uuid), $5::int, 'payment_reversal', $3, creditd_ts($2), $4)",
+	             5, q);
 	db_batch_add(b, PAYMENT_VIEW_SELECT "WHERE id = $1::uuid", 1, p);
 	db_batch_add(
 	    b,

@@ -542,15 +542,10 @@ class AuditLimits(Helpers, harness.DaemonTestCase):
         # 1-3 Mar accrued: 10 x 0.12 x 3 / 365 = 0.0098630... -> 0.009863
         self.assertEqual((a["open_balance"], a["accrued_interest"]), ("10.04", "0.009863"), a)
 
-    # defect: reversing the payment that lifted `overdue` leaves the account
-    # active with its January invoice 15 days overdue until the next daily
-    # job (00:05 the next day): creditd_payment_reverse (sql/0019) only
-    # lifts (creditd_overdue_reevaluate) and never adds `overdue`, and the
-    # SQL does not know overdue_suspend_after_days (fix needed in
-    # daemon/http_payments.c: pass overdue_suspend_after_days and the
-    # billing day to the reversal, which then adds `overdue` as
-    # creditd_daily_overdue_part does, cause payment_reversal)
-    @unittest.expectedFailure
+    # was a defect: reversing the payment that lifted `overdue` left the
+    # account active with its January invoice 15 days overdue until the next
+    # daily job (00:05 the next day); the reversal now runs the daily job's
+    # rule for that account (sql/0029_reversal_overdue.sql)
     def test_51_reversal_restores_the_overdue_suspension(self):
         now = "2026-03-03T01:00:00Z"                  # 3 Mar 10:00 JST
         self.move(now)
