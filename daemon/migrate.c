@@ -44,22 +44,31 @@ migrate_unlocked(const struct db_result *r, void *arg)
 	db_conn_setup_done(conn, true, version, NULL);
 }
 
+/* False when the step's query did not succeed: m is freed, and the set-up
+ * retried (connection lost) or failed with "<what> failed: <error>". */
+static bool
+migrate_step_ok(const struct db_result *r, struct migrate_run *m, const char *what)
+{
+	char why[512];
+
+	if (db_result_unavailable(r)) {
+		free(m);
+		return false; /* the connection retries its whole set-up */
+	}
+	if (db_result_ok(r))
+		return true;
+	snprintf(why, sizeof why, "%s failed: %s", what, db_result_error(r));
+	migrate_fail(m, why);
+	return false;
+}
+
 static void
 migrate_logs_checked(const struct db_result *r, void *arg)
 {
 	struct migrate_run *m = arg;
 
-	if (db_result_unavailable(r)) {
-		free(m);
+	if (!migrate_step_ok(r, m, "checking the logs after a restore"))
 		return;
-	}
-	if (!db_result_ok(r)) {
-		char why[512];
-		snprintf(why, sizeof why, "checking the logs after a restore failed: %s",
-		         db_result_error(r));
-		migrate_fail(m, why);
-		return;
-	}
 	db_conn_simple(m->conn, "SELECT pg_advisory_unlock(" MIGRATE_LOCK_KEY ")", migrate_unlocked,
 	               m);
 }
@@ -94,18 +103,11 @@ static void
 migrate_step(const struct db_result *r, void *arg)
 {
 	struct migrate_run *m = arg;
+	char what[160];
 
-	if (db_result_unavailable(r)) {
-		free(m);
+	snprintf(what, sizeof what, "migration %s", migrations[m->current].name);
+	if (!migrate_step_ok(r, m, what))
 		return;
-	}
-	if (!db_result_ok(r)) {
-		char why[512];
-		snprintf(why, sizeof why, "migration %s failed: %s", migrations[m->current].name,
-		         db_result_error(r));
-		migrate_fail(m, why);
-		return;
-	}
 	m->current++;
 	migrate_apply_next(m);
 }
@@ -117,16 +119,8 @@ migrate_checked(const struct db_result *r, void *arg)
 	const PGresult *res;
 	int version;
 
-	if (db_result_unavailable(r)) {
-		free(m);
+	if (!migrate_step_ok(r, m, "schema check"))
 		return;
-	}
-	if (!db_result_ok(r)) {
-		char why[512];
-		snprintf(why, sizeof why, "schema check failed: %s", db_result_error(r));
-		migrate_fail(m, why);
-		return;
-	}
 	res = db_result_get(r, db_result_count(r) - 1);
 	if (res == NULL || PQntuples(res) != 1) {
 		migrate_fail(m, "schema check returned no version");
