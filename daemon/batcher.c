@@ -106,6 +106,9 @@ batcher_new(struct app *app)
 		b->lanes[k].b = b;
 		b->lanes[k].timer = evtimer_new(app->base, lane_timer_cb, &b->lanes[k]);
 	}
+	/* exported from the start: a rate() alert on it (README runbook) sees
+	 * the first events while suspended, not only those after them */
+	metrics_counter_add(app->metrics, "creditd_events_while_suspended_total", 0);
 	return b;
 }
 
