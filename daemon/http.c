@@ -189,9 +189,10 @@ http_req_json_object(struct http_req *r)
 /* ---- replies ---- */
 
 /* Send the reply with body[0..len) and end the request: r's storage may be
- * freed on return (httpd_reply, httpd_drop). */
+ * freed on return (httpd_reply, httpd_drop). owned: body is from malloc and
+ * is freed (or sent from and then freed) by httpd. */
 static void
-http_send(struct http_req *r, int status, const char *body, size_t len)
+http_send_body(struct http_req *r, int status, const char *body, size_t len, char *owned)
 {
 	struct http_server *s = r->srv;
 	struct httpd_conn *conn = r->conn;
@@ -207,11 +208,21 @@ http_send(struct http_req *r, int status, const char *body, size_t len)
 	s->active--;
 	if (r->orphaned) {
 		log_req(LOG_LEVEL_INFO, r->rid, "client went away; reply %d dropped", status);
+		free(owned);
 		httpd_drop(conn);
 		return;
 	}
 	http_reply_add_header(r, "X-Request-Id", r->rid);
-	httpd_reply(conn, status, r->hdrs, r->hlen, body, len, close);
+	if (owned != NULL)
+		httpd_reply_owned(conn, status, r->hdrs, r->hlen, owned, len, close);
+	else
+		httpd_reply(conn, status, r->hdrs, r->hlen, body, len, close);
+}
+
+static void
+http_send(struct http_req *r, int status, const char *body, size_t len)
+{
+	http_send_body(r, status, body, len, NULL);
 }
 
 void
@@ -318,6 +329,13 @@ http_reply_buffer(struct http_req *r, int status, const char *content_type, stru
 	http_reply_add_header(r, "Content-Type", content_type);
 	http_send(r, status, body, len);
 	evbuffer_drain(buf, len);
+}
+
+void
+http_reply_owned(struct http_req *r, int status, const char *content_type, char *body, size_t len)
+{
+	http_reply_add_header(r, "Content-Type", content_type);
+	http_send_body(r, status, body, len, body);
 }
 
 /* ---- dispatch ---- */

@@ -76,6 +76,10 @@ void http_reply_text(struct http_req *r, int status, const char *content_type, c
 struct evbuffer;
 void http_reply_buffer(struct http_req *r, int status, const char *content_type,
                        struct evbuffer *buf);
+/* Reply with body[0..len) from malloc, which is freed (large replies: sent
+ * from, not copied). */
+void http_reply_owned(struct http_req *r, int status, const char *content_type, char *body,
+                      size_t len);
 void http_reply_add_header(struct http_req *r, const char *name, const char *value);
 
 #endif

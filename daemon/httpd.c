@@ -260,6 +260,48 @@ httpd_conn_write(struct httpd_conn *c, const char *a, size_t alen, const char *b
 	event_add(c->ev_write, NULL);
 }
 
+/* httpd_conn_write with b from malloc, freed here: b becomes the pending
+ * output when the socket takes a and only part of b (no copy of b). */
+static void
+httpd_conn_write_owned(struct httpd_conn *c, const char *a, size_t alen, char *b, size_t blen)
+{
+	struct iovec iov[2] = {{(void *)(uintptr_t)a, alen}, {b, blen}};
+	ssize_t n;
+
+	if (c->out_pos < c->out_len || blen == 0) {
+		httpd_conn_write(c, a, alen, b, blen);
+		free(b);
+		return;
+	}
+	n = writev(c->fd, iov, 2);
+	if (n < 0) {
+		if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+			httpd_conn_close(c);
+			free(b);
+			return;
+		}
+		n = 0;
+	}
+	if ((size_t)n < alen) {
+		/* not even the head went out: pending output is head and body */
+		c->out_pos = c->out_len = 0;
+		httpd_out_append(c, a + n, alen - (size_t)n);
+		httpd_out_append(c, b, blen);
+		free(b);
+	} else if ((size_t)n == alen + blen) {
+		free(b);
+		return;
+	} else {
+		free(c->out);
+		c->out = b;
+		c->out_cap = blen;
+		c->out_pos = (size_t)n - alen;
+		c->out_len = blen;
+	}
+	c->tick = c->d->tick;
+	event_add(c->ev_write, NULL);
+}
+
 static void
 httpd_conn_write_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -670,9 +712,10 @@ httpd_date(struct httpd *d)
 	d->date_at = now;
 }
 
-void
-httpd_reply(struct httpd_conn *c, int status, const char *hdrs, size_t hlen, const char *body,
-            size_t blen, bool close)
+/* httpd_reply; owned: body is from malloc and freed here (or sent from). */
+static void
+httpd_reply_body(struct httpd_conn *c, int status, const char *hdrs, size_t hlen, const char *body,
+                 size_t blen, bool close, char *owned)
 {
 	struct httpd *d = c->d;
 	const struct http_parse_head *h = &c->req.head;
@@ -682,6 +725,7 @@ httpd_reply(struct httpd_conn *c, int status, const char *hdrs, size_t hlen, con
 
 	c->req_active = false;
 	if (c->fd < 0) {
+		free(owned);
 		httpd_conn_maybe_free(c);
 		return;
 	}
@@ -713,7 +757,12 @@ httpd_reply(struct httpd_conn *c, int status, const char *hdrs, size_t hlen, con
 		p = httpd_put(p, body, blen);
 		blen = 0;
 	}
-	httpd_conn_write(c, c->hbuf, (size_t)(p - c->hbuf), body, blen);
+	if (owned != NULL && blen > 0) {
+		httpd_conn_write_owned(c, c->hbuf, (size_t)(p - c->hbuf), owned, blen);
+	} else {
+		httpd_conn_write(c, c->hbuf, (size_t)(p - c->hbuf), body, blen);
+		free(owned);
+	}
 	httpd_shrink(&c->body, &c->body_cap);
 	if (c->fd < 0) {
 		httpd_conn_maybe_free(c);
@@ -738,6 +787,20 @@ httpd_reply(struct httpd_conn *c, int status, const char *hdrs, size_t hlen, con
 			c->ev_resume = event_new(d->base, -1, 0, httpd_conn_resume_cb, c);
 		event_active(c->ev_resume, 0, 1);
 	}
+}
+
+void
+httpd_reply(struct httpd_conn *c, int status, const char *hdrs, size_t hlen, const char *body,
+            size_t blen, bool close)
+{
+	httpd_reply_body(c, status, hdrs, hlen, body, blen, close, NULL);
+}
+
+void
+httpd_reply_owned(struct httpd_conn *c, int status, const char *hdrs, size_t hlen, char *body,
+                  size_t blen, bool close)
+{
+	httpd_reply_body(c, status, hdrs, hlen, body, blen, close, body);
 }
 
 void

@@ -61,6 +61,10 @@ size_t httpd_nconns(const struct httpd *d);
  * after this reply. The connection (and ctx) may be freed on return. */
 void httpd_reply(struct httpd_conn *c, int status, const char *hdrs, size_t hlen, const char *body,
                  size_t blen, bool close);
+/* The same with a body from malloc that httpd frees: what the socket does
+ * not take at once is sent from it, not from a copy (large replies). */
+void httpd_reply_owned(struct httpd_conn *c, int status, const char *hdrs, size_t hlen, char *body,
+                       size_t blen, bool close);
 /* Finish a request whose client has gone (nothing is sent). The connection
  * (and ctx) is freed on return. */
 void httpd_drop(struct httpd_conn *c);
