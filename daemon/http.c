@@ -340,6 +340,38 @@ http_reply_owned(struct http_req *r, int status, const char *content_type, char 
 
 /* ---- dispatch ---- */
 
+/* False, with a 400 naming it, when the query has a parameter that is not
+ * in the route's " "-separated list ("*": any, for probes that add their
+ * own): a misspelt filter (?acount=) must not answer the unfiltered list. */
+static bool
+http_query_known(struct http_req *r, const char *allowed)
+{
+	struct evkeyval *kv;
+
+	if (!r->query_parsed || (allowed != NULL && strcmp(allowed, "*") == 0))
+		return true;
+	for (kv = r->query.tqh_first; kv != NULL; kv = kv->next.tqe_next) {
+		size_t kl = strlen(kv->key);
+		const char *p = allowed;
+		bool ok = false;
+
+		while (p != NULL && *p != '\0' && !ok) {
+			size_t n = strcspn(p, " ");
+			ok = n == kl && strncmp(p, kv->key, n) == 0;
+			p += n + (p[n] == ' ');
+		}
+		if (!ok) {
+			char field[65], msg[128];
+			snprintf(field, sizeof field, "%s", kv->key);
+			utf8_clean(field);
+			snprintf(msg, sizeof msg, "%s: unknown query parameter", field);
+			http_reply_error(r, 400, "validation_failed", msg, field);
+			return false;
+		}
+	}
+	return true;
+}
+
 static enum http_method
 http_method_of(enum http_parse_method t)
 {
@@ -604,6 +636,8 @@ http_dispatch(struct httpd_conn *conn, void *ctx, const struct httpd_request *in
 		http_reply_error(r, 413, "too_large", "request body too large", NULL);
 		return;
 	}
+	if (!http_query_known(r, rt->query))
+		return;
 	if ((m == HTTP_POST || m == HTTP_PUT || m == HTTP_PATCH) && s->app->draining) {
 		http_reply_add_header(r, "Retry-After", "1");
 		http_reply_error(r, 503, "unavailable", "shutting down", NULL);

@@ -34,8 +34,9 @@ struct route {
 	const char *pattern; /* see common/route.h */
 	unsigned scope;      /* SCOPE_* bit needed; 0 = no token needed */
 	http_handler handler;
-	const char *name; /* metrics label */
-	bool test_clock;  /* exists only with --test-clock */
+	const char *name;  /* metrics label */
+	bool test_clock;   /* exists only with --test-clock */
+	const char *query; /* query parameters it takes, " "-separated; NULL none, "*" any */
 };
 
 struct http_server *http_server_new(struct app *app, const struct route *routes, int nroutes);

@@ -703,6 +703,25 @@ class PathTricks(HostileBase):
                      "/v1/accounts?cursor=%C0%AF", "/v1/invoices?period=%ED%A0%80"):
             with self.subTest(path=path):
                 self.assertJsonError(self.request("GET", path), 400, "validation_failed", what=path)
+        # A parameter the path does not take is refused, named: a misspelt
+        # filter used to answer the unfiltered list (GET /v1/invoices?acount=
+        # listed every invoice). Probes may add their own to /healthz.
+        for path, field in (("/v1/invoices?acount=ext:X", "acount"),
+                            ("/v1/payments?account=ext:X&limt=5", "limt"),
+                            ("/v1/reports/exposure?curency=EUR", "curency"),
+                            ("/v1/accounts/ext:NOBODY?format=html", "format"),
+                            ("/v1/notifications?cursor=5", "cursor")):
+            with self.subTest(path=path):
+                r = self.request("GET", path)
+                self.assertJsonError(r, 400, "validation_failed", what=path)
+                self.assertEqual(r.json["error"].get("field"), field, r.text)
+                self.assertEqual(r.json["error"]["message"], f"{field}: unknown query parameter")
+        r = self.request("POST", "/v1/payments?dry_run=1",
+                         {"id": str(uuid.uuid4()), "account": "ext:NOBODY", "amount": "1",
+                          "received_at": "2026-01-01T00:00:00Z", "reference": "x"})
+        self.assertJsonError(r, 400, "validation_failed", what="POST with a query")
+        self.assertEqual(r.json["error"].get("field"), "dry_run", r.text)
+        self.assertEqual(self.request("GET", "/healthz?probe=lb", token=None).status, 200)
         self.healthy("query strings")
 
 
