@@ -1057,6 +1057,28 @@ class DaemonTestCase(unittest.TestCase):
         self.assertStatus(r, 200)
         return r.json
 
+    def account(self, ref: str, monthly_limit: str | None = None, total_limit: str | None = None,
+                expect: int = 201, token: str = "finance", **extra: Any) -> dict:
+        """POST /v1/accounts: EUR, DE, "Customer <ref>", the limits given and
+        `extra` fields; asserts the status `expect`."""
+        body = {"external_ref": ref, "name": "Customer " + ref, "currency": "EUR",
+                "jurisdiction": "DE"}
+        if monthly_limit is not None:
+            body["monthly_limit"] = monthly_limit
+        if total_limit is not None:
+            body["total_limit"] = total_limit
+        body.update(extra)
+        r = self.request("POST", "/v1/accounts", body, token=token)
+        self.assertStatus(r, expect)
+        return r.json
+
+    def authorize(self, ref: str, amount: str) -> dict:
+        """POST /v1/authorize for ext:<ref> (platform token); asserts 200."""
+        r = self.request("POST", "/v1/authorize", {"account": "ext:" + ref, "amount": amount},
+                         token="platform")
+        self.assertStatus(r, 200)
+        return r.json
+
     def post_events(self, events: Any) -> dict:
         """POST /v1/events (platform token), which must answer 200."""
         r = self.request("POST", "/v1/events", events, token="platform")

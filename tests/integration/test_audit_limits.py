@@ -51,18 +51,6 @@ uid = harness.uid
 
 
 class Helpers:
-    def account(self, ref, monthly_limit=None, total_limit=None, **extra):
-        body = {"external_ref": ref, "name": "Customer " + ref, "currency": "EUR",
-                "jurisdiction": "DE"}
-        if monthly_limit is not None:
-            body["monthly_limit"] = monthly_limit
-        if total_limit is not None:
-            body["total_limit"] = total_limit
-        body.update(extra)
-        r = self.request("POST", "/v1/accounts", body, token="finance")
-        self.assertStatus(r, 201)
-        return r.json
-
     def path(self, ref, suffix=""):
         return "/v1/accounts/ext:" + urllib.parse.quote(ref, safe="") + suffix
 
@@ -90,12 +78,6 @@ class Helpers:
 
     def manual(self, ref, action, note):
         r = self.request("POST", self.path(ref, "/" + action), {"note": note}, token="finance")
-        self.assertStatus(r, 200)
-        return r.json
-
-    def authorize(self, ref, amount):
-        r = self.request("POST", "/v1/authorize", {"account": "ext:" + ref, "amount": amount},
-                         token="platform")
         self.assertStatus(r, 200)
         return r.json
 

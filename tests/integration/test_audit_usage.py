@@ -32,18 +32,6 @@ class AuditUsage(harness.DaemonTestCase):
 
     # -- helpers
 
-    def account(self, ref, monthly_limit=None, total_limit=None, expect=201, **extra):
-        body = {"external_ref": ref, "name": "Customer " + ref, "currency": "EUR",
-                "jurisdiction": "DE"}
-        if monthly_limit is not None:
-            body["monthly_limit"] = monthly_limit
-        if total_limit is not None:
-            body["total_limit"] = total_limit
-        body.update(extra)
-        r = self.request("POST", "/v1/accounts", body, token="finance")
-        self.assertStatus(r, expect)
-        return r.json
-
     def use(self, ref, amount, occurred_at=OCC):
         out = self.post_events([ev("ext:" + ref, amount, occurred_at)])
         self.assertEqual(out["accepted"], 1, out)

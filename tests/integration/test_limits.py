@@ -41,17 +41,6 @@ class Limits(harness.DaemonTestCase):
 
     # -- helpers
 
-    def account(self, ref, monthly_limit=None, total_limit=None):
-        body = {"external_ref": ref, "name": "Customer " + ref, "currency": "EUR",
-                "jurisdiction": "DE"}
-        if monthly_limit is not None:
-            body["monthly_limit"] = monthly_limit
-        if total_limit is not None:
-            body["total_limit"] = total_limit
-        r = self.request("POST", "/v1/accounts", body, token="finance")
-        self.assertStatus(r, 201)
-        return r.json
-
     def path(self, ref, suffix=""):
         return "/v1/accounts/ext:" + urllib.parse.quote(ref, safe="") + suffix
 
@@ -83,12 +72,6 @@ class Limits(harness.DaemonTestCase):
 
     def use(self, ref, amount, occurred_at=OCCURRED):
         return self.post_events([ev("ext:" + ref, amount, occurred_at)])
-
-    def authorize(self, ref, amount):
-        r = self.request("POST", "/v1/authorize", {"account": "ext:" + ref, "amount": amount},
-                         token="platform")
-        self.assertStatus(r, 200)
-        return r.json
 
     def audit(self):
         items, after = [], 0

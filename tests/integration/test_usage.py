@@ -34,17 +34,6 @@ class Usage(harness.DaemonTestCase):
 
     # -- helpers
 
-    def account(self, ref, monthly_limit=None, total_limit=None):
-        body = {"external_ref": ref, "name": "Customer " + ref, "currency": "EUR",
-                "jurisdiction": "DE"}
-        if monthly_limit is not None:
-            body["monthly_limit"] = monthly_limit
-        if total_limit is not None:
-            body["total_limit"] = total_limit
-        r = self.request("POST", "/v1/accounts", body)
-        self.assertStatus(r, 201)
-        return r.json
-
     def get_account(self, ref):
         r = self.request("GET", "/v1/accounts/ext:" + ref)
         self.assertStatus(r, 200)
@@ -52,12 +41,6 @@ class Usage(harness.DaemonTestCase):
 
     def post_events(self, body, token="platform", headers=None):
         r = self.request("POST", "/v1/events", body, token=token, headers=headers)
-        self.assertStatus(r, 200)
-        return r.json
-
-    def authorize(self, ref, amount):
-        r = self.request("POST", "/v1/authorize", {"account": "ext:" + ref, "amount": amount},
-                         token="platform")
         self.assertStatus(r, 200)
         return r.json
 
