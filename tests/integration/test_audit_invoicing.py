@@ -147,6 +147,7 @@ class Helpers:
 
 class Audit(harness.DaemonTestCase, Helpers):
     TEST_CLOCK = T0
+    account = Helpers.account  # not DaemonTestCase.account (another currency default)
 
     @classmethod
     def setUpClass(cls):
