@@ -298,14 +298,14 @@ http_ops_notifications(struct http_req *r)
 	const char *p[] = {cur, lim, kind, id, ext};
 	struct db_batch *b = db_batch_new();
 	log_cursor_check(b, "notifications", p);
-	db_batch_add(
-	    b,
-	    "SELECT n.id, n.kind, n.account_id, creditd_us(n.created_at) AS created_us, "
-	    "n.payload::text FROM notifications n, " LOG_KEYS("notifications") "WHERE " LOG_AFTER(
-	        "n") "AND ($3::text IS NULL OR n.kind = $3) "
-	             "AND ($4::uuid IS NULL AND $5::text IS NULL OR n.account_id IN "
-	             "(SELECT a.id FROM accounts a WHERE a.id = $4::uuid OR "
-	             "a.external_ref = $5)) " LOG_ORDER("n") "LIMIT $2",
-	    5, p);
+	db_batch_add(b,
+	             "SELECT n.id, n.kind, n.account_id, creditd_us(n.created_at) AS created_us, "
+	             "creditd_payload_out(n.payload, n.account_id) AS payload FROM notifications "
+	             "n, " LOG_KEYS("notifications") "WHERE " LOG_AFTER(
+	                 "n") "AND ($3::text IS NULL OR n.kind = $3) "
+	                      "AND ($4::uuid IS NULL AND $5::text IS NULL OR n.account_id IN "
+	                      "(SELECT a.id FROM accounts a WHERE a.id = $4::uuid OR "
+	                      "a.external_ref = $5)) " LOG_ORDER("n") "LIMIT $2",
+	             5, p);
 	http_submit(r, b, notifications_cb);
 }

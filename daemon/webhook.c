@@ -624,7 +624,7 @@ static const char webhook_claim_sql[] =
     "  WHERE n.id = due.id AND n.delivered_at IS NULL"
     "  AND (n.next_attempt_at IS NULL OR n.next_attempt_at <= now())"
     "  RETURNING n.id, n.kind, n.account_id, creditd_us(n.created_at) AS created_us,"
-    "  n.payload::text AS payload) "
+    "  creditd_payload_out(n.payload, n.account_id) AS payload) "
     "SELECT * FROM claimed ORDER BY id";
 
 static const char webhook_count_sql[] =

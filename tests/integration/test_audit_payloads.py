@@ -424,13 +424,10 @@ class Payloads(harness.DaemonTestCase):
         for n, (kind, _, want) in zip(self.items, self.expected):
             self.assertEqual(norm(n["payload"]), norm(want), (n["id"], kind))
 
-    # defect: invoice.issued of the invoice run and invoice.overdue /
-    # invoice.reminder of the daily job carry the account's id but not its
-    # external_ref, which every other kind carries (fix needed in
-    # creditd_invoice_chunk_lane (0019) and creditd_daily_overdue_part (0012):
-    # join accounts for external_ref in the payload SELECT; 0030 covers the
-    # kinds written through creditd_notify)
-    @unittest.expectedFailure
+    # was a defect: invoice.issued of the invoice run and invoice.overdue /
+    # invoice.reminder of the daily job carried the account's id but not its
+    # external_ref, which every other kind carries; the readers (GET
+    # /v1/notifications, the webhook) now add it (sql/0032)
     def test_12_external_ref_in_every_payload(self):
         missing = [(n["id"], n["kind"]) for n in self.items
                    if n["payload"].get("external_ref") != REF]
