@@ -95,6 +95,12 @@ http_accounts_create(struct http_req *r)
 	    jf_string(body, "currency", true, 3, &currency, &e) < 0 ||
 	    jf_string(body, "jurisdiction", true, 6, &jur, &e) < 0)
 		goto invalid;
+	/* R2.1: the CRM's customer id; blank it would name no one (and two
+	 * blanks of different lengths would be two "customers") */
+	if (ext[strspn(ext, " \t")] == '\0') {
+		jf_fail(&e, "external_ref", "external_ref: must not be blank");
+		goto invalid;
+	}
 	if (!currency_valid(currency)) {
 		jf_fail(&e, "currency", "currency: not an ISO 4217 code");
 		goto invalid;

@@ -266,6 +266,7 @@ class WrongTypes(HostileBase):
         cases = []
         for f in ("external_ref", "name", "currency", "jurisdiction"):
             cases += [(f, v) for v in self.NOT_STRING + [None, "", "a\nb", "\u0007"]]
+        cases += [("external_ref", " "), ("external_ref", "\t  ")]  # blank names no one (R2.1)
         cases += [("external_ref", "x" * 129), ("name", "n" * 201), ("currency", "EURO"),
                   ("currency", "eu"), ("currency", "€"), ("jurisdiction", "D"),
                   ("jurisdiction", "DEU-NY-X"), ("jurisdiction", "??")]
