@@ -225,9 +225,12 @@ httpd_conn_eof(struct httpd_conn *c)
 
 /* ---- output ---- */
 
-/* Write a then b, now; queue what the socket does not take. */
+/* Write a then b, now; queue what the socket does not take. owned: NULL, or
+ * b itself, from malloc and freed here; when the socket takes a and only
+ * part of b, b becomes the pending output (a large body is not copied). */
 static void
-httpd_conn_write(struct httpd_conn *c, const char *a, size_t alen, const char *b, size_t blen)
+httpd_conn_write(struct httpd_conn *c, const char *a, size_t alen, const char *b, size_t blen,
+                 char *owned)
 {
 	struct iovec iov[2] = {{(void *)(uintptr_t)a, alen}, {(void *)(uintptr_t)b, blen}};
 	ssize_t n;
@@ -236,67 +239,36 @@ httpd_conn_write(struct httpd_conn *c, const char *a, size_t alen, const char *b
 	if (c->out_pos < c->out_len) {
 		httpd_out_append(c, a, alen);
 		httpd_out_append(c, b, blen);
+		free(owned);
 		return;
 	}
 	n = blen ? writev(c->fd, iov, 2) : write(c->fd, a, alen);
 	if (n < 0) {
 		if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
 			httpd_conn_close(c);
+			free(owned);
 			return;
 		}
 		n = 0;
 	}
 	done = (size_t)n;
-	if (done == alen + blen)
+	if (done == alen + blen) {
+		free(owned);
 		return;
+	}
 	c->out_pos = c->out_len = 0;
 	if (done < alen) {
 		httpd_out_append(c, a + done, alen - done);
 		httpd_out_append(c, b, blen);
+		free(owned);
+	} else if (owned != NULL) {
+		free(c->out);
+		c->out = owned;
+		c->out_cap = blen;
+		c->out_pos = done - alen;
+		c->out_len = blen;
 	} else {
 		httpd_out_append(c, b + (done - alen), blen - (done - alen));
-	}
-	c->tick = c->d->tick;
-	event_add(c->ev_write, NULL);
-}
-
-/* httpd_conn_write with b from malloc, freed here: b becomes the pending
- * output when the socket takes a and only part of b (no copy of b). */
-static void
-httpd_conn_write_owned(struct httpd_conn *c, const char *a, size_t alen, char *b, size_t blen)
-{
-	struct iovec iov[2] = {{(void *)(uintptr_t)a, alen}, {b, blen}};
-	ssize_t n;
-
-	if (c->out_pos < c->out_len || blen == 0) {
-		httpd_conn_write(c, a, alen, b, blen);
-		free(b);
-		return;
-	}
-	n = writev(c->fd, iov, 2);
-	if (n < 0) {
-		if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
-			httpd_conn_close(c);
-			free(b);
-			return;
-		}
-		n = 0;
-	}
-	if ((size_t)n < alen) {
-		/* not even the head went out: pending output is head and body */
-		c->out_pos = c->out_len = 0;
-		httpd_out_append(c, a + n, alen - (size_t)n);
-		httpd_out_append(c, b, blen);
-		free(b);
-	} else if ((size_t)n == alen + blen) {
-		free(b);
-		return;
-	} else {
-		free(c->out);
-		c->out = b;
-		c->out_cap = blen;
-		c->out_pos = (size_t)n - alen;
-		c->out_len = blen;
 	}
 	c->tick = c->d->tick;
 	event_add(c->ev_write, NULL);
@@ -447,7 +419,7 @@ httpd_conn_head(struct httpd_conn *c)
 	c->state = HC_BODY;
 	c->tick = c->d->tick;
 	if (h->expect_continue && h->minor >= 1 && c->in_pos == c->in_end)
-		httpd_conn_write(c, HTTPD_CONTINUE, sizeof HTTPD_CONTINUE - 1, NULL, 0);
+		httpd_conn_write(c, HTTPD_CONTINUE, sizeof HTTPD_CONTINUE - 1, NULL, 0, NULL);
 	return true;
 }
 
@@ -757,12 +729,10 @@ httpd_reply_body(struct httpd_conn *c, int status, const char *hdrs, size_t hlen
 		p = httpd_put(p, body, blen);
 		blen = 0;
 	}
-	if (owned != NULL && blen > 0) {
-		httpd_conn_write_owned(c, c->hbuf, (size_t)(p - c->hbuf), owned, blen);
-	} else {
-		httpd_conn_write(c, c->hbuf, (size_t)(p - c->hbuf), body, blen);
+	/* a body copied into the head's buffer (or none, HEAD) is done with */
+	httpd_conn_write(c, c->hbuf, (size_t)(p - c->hbuf), body, blen, blen > 0 ? owned : NULL);
+	if (blen == 0)
 		free(owned);
-	}
 	httpd_shrink(&c->body, &c->body_cap);
 	if (c->fd < 0) {
 		httpd_conn_maybe_free(c);

@@ -206,16 +206,6 @@ class AuditWebhook(harness.DaemonTestCase):
                           f"{[(r['delivery'], r['status']) for r in receiver.snapshot()]}")
             time.sleep(0.05)
 
-    def wait_for(self, pred, timeout, what):
-        deadline = time.monotonic() + timeout
-        while True:
-            v = pred()
-            if v:
-                return v
-            if time.monotonic() > deadline:
-                self.fail("timed out waiting for " + what)
-            time.sleep(0.05)
-
     def metrics_text(self, daemon=None):
         r = (daemon or self.daemon).request("GET", "/metrics")
         self.assertStatus(r, 200)
@@ -324,7 +314,7 @@ class AuditWebhook(harness.DaemonTestCase):
         self.account("AW-BIG")
         self.suspend("AW-BIG")
         (item,) = self.notifications("AW-BIG")
-        self.wait_for(lambda: self.row(item["id"])["attempts"] >= 1, 10, "the first attempt")
+        harness.wait_for(lambda: self.row(item["id"])["attempts"] >= 1, 10, "the first attempt")
         time.sleep(1.5)  # a retry would come after 1 s
         row = self.row(item["id"])
         self.assertEqual((row["delivered"], row["attempts"], row["last_error"]), (True, 1, ""),
@@ -374,7 +364,7 @@ class AuditWebhook(harness.DaemonTestCase):
             self.account("AW-REFUSED")
             self.suspend("AW-REFUSED")
             (item,) = self.notifications("AW-REFUSED")
-            self.wait_for(lambda: self.row(item["id"])["attempts"] >= 2, 10, "two attempts")
+            harness.wait_for(lambda: self.row(item["id"])["attempts"] >= 2, 10, "two attempts")
             row = self.row(item["id"])
             self.assertFalse(row["delivered"])
             self.assertIn(row["last_error"], ("connection failed",

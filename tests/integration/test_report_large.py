@@ -14,6 +14,7 @@ client that takes the reply slowly (so the daemon sends it over many writes,
 from the block it handed to httpd), as JSON, CSV and HEAD, and a client that
 goes away half-way; the figures are checked against the database."""
 
+import json
 import socket
 import time
 
@@ -81,7 +82,6 @@ class LargeReport(harness.DaemonTestCase):
                       if h.lower().startswith("content-length")][0])
         self.assertEqual(length, len(body))
         self.assertGreater(length, 3_000_000)  # far more than one write
-        import json
         rep = json.loads(body)
         self.assertEqual(len(rep["items"]), N)
         refs = [i["external_ref"] for i in rep["items"]]
