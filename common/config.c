@@ -10,6 +10,7 @@
 #include "config.h"
 
 #include "hexdigit.h"
+#include "utf8.h"
 #include "xmalloc.h"
 
 #include <arpa/inet.h>
@@ -31,6 +32,7 @@ enum cf_type {
 	CF_SIZE,     /* size_t: bytes, optional k/M/G suffix, in [min, max] */
 	CF_SHA256,   /* token: hex at off (char[65]), bytes at off2 (unsigned char[32]) */
 	CF_SCOPES,   /* token: unsigned SCOPE_* mask, at least one */
+	CF_TEXT,     /* char *: issuer text, unescaped, max_len bytes, max_lines lines */
 };
 
 enum cf_shape {
@@ -39,6 +41,7 @@ enum cf_shape {
 	SHAPE_TIMEZONE, /* IANA name shape: [A-Za-z0-9_+/-], no "..", no leading '/' */
 	SHAPE_PREFIX,   /* [A-Z0-9-]{1,16} */
 	SHAPE_URL,      /* empty, or http://host... */
+	SHAPE_EMAIL,    /* CF_TEXT: empty, or one address local@domain */
 };
 
 #define CF_RELOAD 0x1u /* SIGHUP may change it */
@@ -55,7 +58,9 @@ struct cf_key {
 	size_t off2;
 	long long min, max;         /* CF_INT, CF_INT_LIST, CF_SIZE; CF_RATE in 0.0001 % units */
 	const char *const *choices; /* CF_ENUM, NULL-terminated, in enum order */
-	enum cf_shape shape;        /* CF_STRING */
+	enum cf_shape shape;        /* CF_STRING, CF_TEXT */
+	size_t max_len;             /* CF_TEXT: bytes after unescaping */
+	int max_lines;              /* CF_TEXT: 1 = no line breaks */
 	const char *doc;
 };
 
@@ -65,8 +70,8 @@ static const char *const scope_names[] = {"read", "write", "ingest", "ops", "adm
 #define NSCOPES (sizeof(scope_names) / sizeof(scope_names[0]))
 
 /* The non-token sections, in the order they are documented. */
-static const char *const cf_sections[] = {"server", "database", "billing", "limits",
-                                          "usage",  "overdue",  "webhook", "log"};
+static const char *const cf_sections[] = {"server",  "database", "billing", "limits", "usage",
+                                          "overdue", "webhook",  "log",     "issuer"};
 #define NSECTIONS (sizeof(cf_sections) / sizeof(cf_sections[0]))
 
 #define G(f) offsetof(struct config, f)
@@ -112,6 +117,11 @@ static const char *const cf_sections[] = {"server", "database", "billing", "limi
 	{                                                                                          \
 		.section = sec, .key = name, .type = CF_TIME, .def = dflt, .flags = fl,            \
 		.off = G(field), .doc = dc                                                         \
+	}
+#define K_TEXT(sec, name, fl, field, len, lines, shp, dc)                                          \
+	{                                                                                          \
+		.section = sec, .key = name, .type = CF_TEXT, .def = "", .flags = fl,              \
+		.off = G(field), .shape = shp, .max_len = len, .max_lines = lines, .doc = dc       \
 	}
 #define NO_RELOAD 0u
 
@@ -202,6 +212,22 @@ static const struct cf_key cf_keys[] = {
 
     /* [log] */
     K_ENUM("log", "level", "info", CF_RELOAD, log_level, log_level_choices, "lowest level logged"),
+
+    /* [issuer]: the invoice letterhead (R5.7). Reloadable: each invoice keeps
+     * the details it was issued with (R5.5, sql/0034), new ones get the new. */
+    K_TEXT("issuer", "name", CF_RELOAD, issuer_name, 200, 1, SHAPE_ANY,
+           "name of the company issuing the invoices, at the head of the printable invoice; "
+           "required when another issuer key is set; empty = no issuer block"),
+    K_TEXT("issuer", "address", CF_RELOAD, issuer_address, 500, CONFIG_ISSUER_MAX_LINES, SHAPE_ANY,
+           "postal address of the issuer, lines separated by `\\n`"),
+    K_TEXT("issuer", "tax_id", CF_RELOAD, issuer_tax_id, 64, 1, SHAPE_ANY,
+           "VAT or tax registration number of the issuer"),
+    K_TEXT("issuer", "email", CF_RELOAD, issuer_email, 254, 1, SHAPE_EMAIL,
+           "billing contact address shown on invoices"),
+    K_TEXT("issuer", "payment_instructions", CF_RELOAD, issuer_payment_instructions, 1000,
+           CONFIG_ISSUER_MAX_LINES, SHAPE_ANY,
+           "how to pay (bank, IBAN, BIC), lines separated by `\\n`; the invoice number is "
+           "printed as the payment reference"),
 
     /* [token.NAME], one per token; NAME is the audit actor. Tokens reload. */
     {.section = "token",
@@ -650,6 +676,153 @@ valid_token_name(const char *s, size_t n)
 	return true;
 }
 
+/* ---- issuer text (CF_TEXT) ---- */
+
+/* The code point of the valid UTF-8 sequence of n bytes at s. */
+static unsigned
+utf8_code_point(const unsigned char *s, size_t n)
+{
+	static const unsigned char lead_mask[] = {0, 0x7f, 0x1f, 0x0f, 0x07};
+	unsigned cp = s[0] & lead_mask[n];
+
+	for (size_t i = 1; i < n; i++)
+		cp = (cp << 6) | (s[i] & 0x3fu);
+	return cp;
+}
+
+/* Control characters that have no place on a printed invoice: C0 (also tab;
+ * '\n' is the line separator and checked by the caller), DEL, C1, the line
+ * and paragraph separators, and the bidirectional embeddings, overrides and
+ * isolates (they reorder what is shown: "Trojan Source"). */
+static bool
+is_text_control(unsigned cp)
+{
+	return cp < 0x20 || (cp >= 0x7f && cp <= 0x9f) || cp == 0x2028 || cp == 0x2029 ||
+	       (cp >= 0x202a && cp <= 0x202e) || (cp >= 0x2066 && cp <= 0x2069);
+}
+
+/* One address, local@domain: both parts non-empty, one '@', no spaces and
+ * none of the characters that would make it a list or a display name. */
+static bool
+valid_email(const char *s)
+{
+	const char *at = strchr(s, '@');
+
+	if (at == NULL || at == s || at[1] == '\0' || strchr(at + 1, '@') != NULL)
+		return false;
+	return strpbrk(s, " <>()[],;:\"\\") == NULL;
+}
+
+/* Undoes the escapes of a CF_TEXT value into dst (at least strlen(s) + 1
+ * bytes): \n (only when multi-line), \\, \# and \;. */
+static bool
+text_unescape(const struct cf_key *k, const char *s, char *dst, char *prob, size_t plen)
+{
+	char q[ECHO_BUF];
+	size_t o = 0, el;
+
+	for (size_t i = 0; s[i] != '\0'; i++) {
+		if (s[i] != '\\') {
+			dst[o++] = s[i];
+			continue;
+		}
+		switch (s[++i]) {
+		case 'n':
+			if (k->max_lines <= 1) {
+				snprintf(prob, plen, "must be one line (no \\n)");
+				return false;
+			}
+			dst[o++] = '\n';
+			break;
+		case '\\':
+		case '#':
+		case ';':
+			dst[o++] = s[i];
+			break;
+		case '\0':
+			snprintf(prob, plen, "ends with a lone backslash (write \\\\ for one)");
+			return false;
+		default:
+			el = utf8_seq((const unsigned char *)s + i);
+			snprintf(prob, plen,
+			         "unknown escape \"\\%s\" (allowed: \\n, \\\\, \\# and \\;)",
+			         echo(q, sizeof(q), s + i, el > 0 ? el : 1));
+			return false;
+		}
+	}
+	dst[o] = '\0';
+	return true;
+}
+
+/*
+ * Parses issuer text s for key k (config.h): unescapes, checks UTF-8 and
+ * control characters, trims each line, refuses empty lines, checks the
+ * bounds. On success *out is the text, lines joined by '\n'.
+ */
+static bool
+parse_text(const struct cf_key *k, const char *s, char **out, char *prob, size_t plen)
+{
+	size_t n = strlen(s), o = 0, nlines = 0;
+	char *raw = xmalloc(n + 1), *res = xmalloc(n + 1), *line;
+
+	if (!text_unescape(k, s, raw, prob, plen))
+		goto fail;
+	for (size_t i = 0, sl; raw[i] != '\0'; i += sl) {
+		unsigned cp;
+
+		if ((sl = utf8_seq((const unsigned char *)raw + i)) == 0) {
+			snprintf(prob, plen, "must be valid UTF-8");
+			goto fail;
+		}
+		cp = utf8_code_point((const unsigned char *)raw + i, sl);
+		if (cp != '\n' && is_text_control(cp)) {
+			snprintf(prob, plen, "control character U+%04X is not allowed", cp);
+			goto fail;
+		}
+	}
+	/* one line at a time: trimmed, never empty (unless the whole value is) */
+	line = raw;
+	while (raw[0] != '\0') {
+		char *nl = strchr(line, '\n');
+		const char *t = line;
+		size_t tl = nl != NULL ? (size_t)(nl - line) : strlen(line);
+
+		trim(&t, &tl);
+		nlines++;
+		if (tl == 0) {
+			snprintf(prob, plen, "line %zu is empty", nlines);
+			goto fail;
+		}
+		if (o > 0)
+			res[o++] = '\n';
+		memcpy(res + o, t, tl);
+		o += tl;
+		if (nl == NULL)
+			break;
+		line = nl + 1;
+	}
+	res[o] = '\0';
+	if (nlines > (size_t)k->max_lines) {
+		snprintf(prob, plen, "must have at most %d lines, has %zu", k->max_lines, nlines);
+		goto fail;
+	}
+	if (o > k->max_len) {
+		snprintf(prob, plen, "must be at most %zu bytes, is %zu", k->max_len, o);
+		goto fail;
+	}
+	if (k->shape == SHAPE_EMAIL && o > 0 && !valid_email(res)) {
+		snprintf(prob, plen, "must be one e-mail address such as billing@example.com");
+		goto fail;
+	}
+	free(raw);
+	*out = res;
+	return true;
+fail:
+	free(raw);
+	free(res);
+	return false;
+}
+
 /* Checks a CF_STRING value; on failure writes the problem (without value). */
 static bool
 check_string(const struct cf_key *k, const char *s, char *prob, size_t plen)
@@ -672,6 +845,8 @@ check_string(const struct cf_key *k, const char *s, char *prob, size_t plen)
 			return true;
 		snprintf(prob, plen, "must be 1 to 16 characters from A-Z, 0-9 and -");
 		return false;
+	case SHAPE_EMAIL: /* CF_TEXT only */
+		return true;
 	case SHAPE_URL:
 		if (s[0] == '\0')
 			return true;
@@ -820,6 +995,17 @@ parse_value(const struct cf_key *k, const char *s, void *base, char *prob, size_
 			return false;
 		}
 		return true;
+	case CF_TEXT: {
+		char *t;
+		if (!parse_text(k, s, &t, prob, plen)) {
+			size_t used = strlen(prob);
+			snprintf(prob + used, plen - used, "%s", got);
+			return false;
+		}
+		free(*(char **)field);
+		*(char **)field = t;
+		return true;
+	}
 	case CF_SCOPES: {
 		unsigned mask = 0;
 		const char *p = s, *end = s + strlen(s);
@@ -1109,6 +1295,25 @@ finish(struct parser *p, const char *conninfo_override)
 		     "billing.credit_note_prefix: must differ from billing.invoice_prefix");
 		return -1;
 	}
+	/* R5.7: a letterhead needs the issuer's name; details without it
+	 * would print an anonymous block */
+	if (cfg->issuer_name[0] == '\0') {
+		const struct {
+			const char *key, *value;
+		} others[] = {{"address", cfg->issuer_address},
+		              {"tax_id", cfg->issuer_tax_id},
+		              {"email", cfg->issuer_email},
+		              {"payment_instructions", cfg->issuer_payment_instructions}};
+		for (size_t i = 0; i < sizeof(others) / sizeof(others[0]); i++) {
+			if (others[i].value[0] == '\0')
+				continue;
+			perr(p,
+			     p->key_line[find_key("issuer", false, others[i].key,
+			                          strlen(others[i].key))],
+			     "issuer.name: required when issuer.%s is set", others[i].key);
+			return -1;
+		}
+	}
 	if (cfg->webhook_url[0] != '\0' && cfg->webhook_secret[0] == '\0') {
 		perr(p, p->key_line[find_key("webhook", false, "url", 3)],
 		     "webhook.secret: required when webhook.url is set");
@@ -1196,6 +1401,7 @@ config_free(struct config *cfg)
 			continue;
 		switch (k->type) {
 		case CF_STRING:
+		case CF_TEXT:
 		case CF_HOSTPORT:
 			free(*(char **)field);
 			break;
@@ -1228,6 +1434,7 @@ value_equal(const struct cf_key *k, const struct config *a, const struct config 
 
 	switch (k->type) {
 	case CF_STRING:
+	case CF_TEXT:
 		return str_eq(*(char *const *)fa, *(char *const *)fb);
 	case CF_HOSTPORT:
 		return str_eq(*(char *const *)fa, *(char *const *)fb) &&
@@ -1363,6 +1570,14 @@ describe_type(FILE *out, const struct cf_key *k)
 	case CF_SCOPES:
 		fputs("list of scopes", out);
 		break;
+	case CF_TEXT:
+		if (k->max_lines > 1)
+			fprintf(out, "text, at most %d lines and %zu bytes", k->max_lines,
+			        k->max_len);
+		else
+			fprintf(out, "%s, at most %zu bytes",
+			        k->shape == SHAPE_EMAIL ? "e-mail address" : "text", k->max_len);
+		break;
 	}
 }
 
@@ -1387,6 +1602,11 @@ config_describe(FILE *out)
 			fprintf(out, " | `%s`", k->def);
 		fprintf(out, " | %s | %s |\n", (k->flags & CF_RELOAD) ? "yes" : "no", k->doc);
 	}
+	fputs("\nIssuer text (`issuer.*`) is UTF-8 without control characters; `\\n` starts a "
+	      "new line where lines are allowed, and `\\\\`, `\\#` and `\\;` stand for `\\`, "
+	      "`#` and `;` (a `#` or `;` after a space starts a comment). Each invoice keeps the "
+	      "issuer it was issued with.\n",
+	      out);
 	fputs("\nOne `[token.NAME]` section per token (NAME: 1 to 64 of A-Z a-z 0-9 _ . -, "
 	      "unique; it is the audit actor). No token section at all is valid: every "
 	      "authenticated call then answers 401.\n",

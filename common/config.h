@@ -12,6 +12,12 @@
  * whitespace around keys and values is trimmed; LF or CRLF line endings; lines
  * of at most CONFIG_MAX_LINE bytes; no NUL or control characters.
  *
+ * Issuer text ([issuer] keys, R5.7): UTF-8; backslash escapes `\n` (a line
+ * break, in the multi-line keys only), `\\`, `\#` and `\;` (so that a `#` or
+ * `;` after a space is not a comment); spaces around each line are trimmed;
+ * no control characters (C0, DEL, C1, U+2028/U+2029, bidirectional
+ * overrides and isolates), no empty lines; bounded in bytes and lines.
+ *
  * Tokens: one `[token.NAME]` section per token (NAME = [A-Za-z0-9_.-]+, at most
  * CONFIG_MAX_TOKEN_NAME bytes, unique); NAME is the audit actor. A config with
  * no token section at all is valid: then every authenticated call gets 401.
@@ -26,6 +32,7 @@
 
 #define CONFIG_MAX_LINE 4096
 #define CONFIG_MAX_TOKEN_NAME 64
+#define CONFIG_ISSUER_MAX_LINES 8 /* issuer.address, issuer.payment_instructions */
 
 /* Token scopes, a bitmask in config_token.scopes. */
 enum config_scope {
@@ -114,6 +121,15 @@ struct config {
 
 	/* [log] */
 	int log_level; /* enum config_log_level */
+
+	/* [issuer]: the letterhead of invoices (R5.7), frozen into each invoice at
+	 * issue (R5.5, sql/0034). "" = not configured; multi-line values hold
+	 * '\n' between lines; issuer_name is set when any other one is. */
+	char *issuer_name;
+	char *issuer_address;              /* up to CONFIG_ISSUER_MAX_LINES lines */
+	char *issuer_tax_id;               /* VAT or registration number */
+	char *issuer_email;                /* one address: x@y, no spaces */
+	char *issuer_payment_instructions; /* up to CONFIG_ISSUER_MAX_LINES lines */
 
 	/* [token.NAME] sections, in file order */
 	struct config_token *tokens;

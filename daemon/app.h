@@ -17,6 +17,7 @@ struct jobs;
 struct rates;
 struct cluster;
 struct webhook;
+struct issuer;
 
 struct app {
 	struct event_base *base;
@@ -32,6 +33,7 @@ struct app {
 	struct rates *rates;
 	struct cluster *cluster;
 	struct webhook *webhook;
+	struct issuer *issuer;
 	bool draining;
 };
 

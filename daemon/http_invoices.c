@@ -22,17 +22,18 @@
 #include "tz.h"
 #include "xmalloc.h"
 
-/* The issuer block of the printable invoice. There is no config key for the
- * issuer's details yet: these are placeholders, to be replaced by [issuer]
- * keys when a deployment needs its own letterhead. */
-#define ISSUER_NAME "creditd"
-static const char *const issuer_lines[] = {
-    "Billing department",
-    "(issuer address not configured)",
-    NULL,
-};
-
 #define MAX_NUMBER_LEN 64
+
+/* The issuer (R5.7): as frozen into the invoice at issue (R5.5, sql/0034);
+ * for an invoice issued before 0034 (NULL), the one the database holds now.
+ * "" = not configured. */
+#define ISSUER_COLUMNS                                                                             \
+	"coalesce(i.issuer_name, cur.name, '') AS issuer_name, "                                   \
+	"coalesce(i.issuer_address, cur.address, '') AS issuer_address, "                          \
+	"coalesce(i.issuer_tax_id, cur.tax_id, '') AS issuer_tax_id, "                             \
+	"coalesce(i.issuer_email, cur.email, '') AS issuer_email, "                                \
+	"coalesce(i.issuer_payment_instructions, cur.payment_instructions, '') "                   \
+	"AS issuer_payment_instructions "
 
 /* One invoice per row; $1 is today in the billing zone (R1.5) for status and
  * days overdue. Lines and credit notes come as JSON arrays with integer
@@ -59,8 +60,10 @@ static const char *const issuer_lines[] = {
 	"WHERE l.invoice_id = i.id)::text AS lines_json, "                                         \
 	"(SELECT json_agg(json_build_object('id', c.id, 'number', c.number, 'amount', c.amount, "  \
 	"'reason', c.reason, 'issued_us', creditd_us(c.issued_at)) ORDER BY c.issued_at, "         \
-	"c.number) FROM credit_notes c WHERE c.invoice_id = i.id)::text AS credit_notes_json "     \
-	"FROM invoices i JOIN accounts a ON a.id = i.account_id) v "
+	"c.number) FROM credit_notes c WHERE c.invoice_id = i.id)::text AS "                       \
+	"credit_notes_json, " ISSUER_COLUMNS                                                       \
+	"FROM invoices i JOIN accounts a ON a.id = i.account_id "                                  \
+	"LEFT JOIN invoice_issuer cur ON cur.id) v "
 
 /* ---- JSON ---- */
 
@@ -126,6 +129,45 @@ inv_line_json(const json_t *l, int exp)
 	return o;
 }
 
+/* Text of lines separated by '\n' as a JSON array of strings ([] for ""). */
+static json_t *
+inv_lines_json(const char *s)
+{
+	json_t *a = json_array();
+
+	while (*s != '\0') {
+		size_t n = strcspn(s, "\n");
+		json_array_append_new(a, json_stringn(s, n));
+		s += n + (s[n] == '\n');
+	}
+	return a;
+}
+
+static json_t *
+inv_text_or_null(const PGresult *pg, int row, const char *name)
+{
+	const char *v = PQgetvalue(pg, row, col(pg, name));
+
+	return *v != '\0' ? json_string(v) : json_null();
+}
+
+/* "issuer": null when none is configured, else the details (the address and
+ * payment instructions as lines). */
+static json_t *
+inv_issuer_json(const PGresult *pg, int row)
+{
+	const char *name = PQgetvalue(pg, row, col(pg, "issuer_name"));
+
+	if (*name == '\0')
+		return json_null();
+	return json_pack(
+	    "{s:s, s:o, s:o, s:o, s:o}", "name", name, "address",
+	    inv_lines_json(PQgetvalue(pg, row, col(pg, "issuer_address"))), "tax_id",
+	    inv_text_or_null(pg, row, "issuer_tax_id"), "email",
+	    inv_text_or_null(pg, row, "issuer_email"), "payment_instructions",
+	    inv_lines_json(PQgetvalue(pg, row, col(pg, "issuer_payment_instructions"))));
+}
+
 static json_t *
 invoice_json(const PGresult *pg, int row)
 {
@@ -138,6 +180,7 @@ invoice_json(const PGresult *pg, int row)
 	json_object_set_new(o, "number", j_text_col(pg, row, col(pg, "number")));
 	json_object_set_new(o, "kind", j_text_col(pg, row, col(pg, "kind")));
 	json_object_set_new(o, "account", j_text_col(pg, row, col(pg, "account_id")));
+	json_object_set_new(o, "issuer", inv_issuer_json(pg, row));
 	json_object_set_new(o, "customer",
 	                    json_pack("{s:o, s:o, s:o}", "name",
 	                              j_text_col(pg, row, col(pg, "account_name")), "external_ref",
@@ -241,6 +284,20 @@ html_field(struct evbuffer *out, const json_t *o, const char *key)
 		html_text(out, json_string_value(v));
 }
 
+/* The strings of array member `key` of o, escaped, each after a <br>. */
+static void
+html_lines(struct evbuffer *out, const json_t *o, const char *key)
+{
+	const json_t *v;
+	size_t i;
+
+	json_array_foreach(json_object_get(o, key), i, v)
+	{
+		evbuffer_add_printf(out, "<br>");
+		html_text(out, json_string_value(v));
+	}
+}
+
 static const char *
 str_of(const json_t *o, const char *key)
 {
@@ -294,10 +351,12 @@ static void
 invoice_html(struct evbuffer *out, const json_t *inv)
 {
 	const json_t *cust = json_object_get(inv, "customer");
+	const json_t *issuer = json_object_get(inv, "issuer");
 	const json_t *lines = json_object_get(inv, "lines");
 	const json_t *cns = json_object_get(inv, "credit_notes");
 	const json_t *l;
 	const char *balance;
+	bool due_nothing;
 	size_t i;
 
 	evbuffer_add_printf(out, "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta "
@@ -305,15 +364,24 @@ invoice_html(struct evbuffer *out, const json_t *inv)
 	html_field(out, inv, "number");
 	evbuffer_add_printf(out, "</title>\n<style>\n%s</style>\n</head>\n<body>\n", html_style);
 
-	/* issuer and title */
-	evbuffer_add_printf(out, "<header>\n<div class=\"issuer\"><strong>");
-	html_text(out, ISSUER_NAME);
-	evbuffer_add_printf(out, "</strong>");
-	for (i = 0; issuer_lines[i]; i++) {
-		evbuffer_add_printf(out, "<br>");
-		html_text(out, issuer_lines[i]);
+	/* issuer (R5.7; none configured: no block, no placeholder) and title */
+	evbuffer_add_printf(out, "<header>\n");
+	if (json_is_object(issuer)) {
+		evbuffer_add_printf(out, "<div class=\"issuer\"><strong>");
+		html_field(out, issuer, "name");
+		evbuffer_add_printf(out, "</strong>");
+		html_lines(out, issuer, "address");
+		if (json_is_string(json_object_get(issuer, "tax_id"))) {
+			evbuffer_add_printf(out, "<br>VAT / tax ID: ");
+			html_field(out, issuer, "tax_id");
+		}
+		if (json_is_string(json_object_get(issuer, "email"))) {
+			evbuffer_add_printf(out, "<br>E-mail: ");
+			html_field(out, issuer, "email");
+		}
+		evbuffer_add_printf(out, "</div>\n");
 	}
-	evbuffer_add_printf(out, "</div>\n<h1>Invoice ");
+	evbuffer_add_printf(out, "<h1>Invoice ");
 	html_field(out, inv, "number");
 	evbuffer_add_printf(out, "</h1>\n</header>\n");
 
@@ -388,7 +456,8 @@ invoice_html(struct evbuffer *out, const json_t *inv)
 	 * (a correcting line can make an invoice negative, R6.4) asks for
 	 * nothing; below zero it is in the customer's favour. */
 	balance = str_of(inv, "balance");
-	if (*balance == '-' || balance[strspn(balance, "0.")] == '\0') {
+	due_nothing = *balance == '-' || balance[strspn(balance, "0.")] == '\0';
+	if (due_nothing) {
 		evbuffer_add_printf(out, "<p class=\"payment\">Nothing is due on this invoice.");
 		if (*balance == '-' && balance[1 + strspn(balance + 1, "0.")] != '\0') {
 			evbuffer_add_printf(out, " In your favour: ");
@@ -408,7 +477,11 @@ invoice_html(struct evbuffer *out, const json_t *inv)
 	}
 	evbuffer_add_printf(out, "<br>Payment reference: <strong>");
 	html_text(out, str_of(inv, "number"));
-	evbuffer_add_printf(out, "</strong></p>\n</body>\n</html>\n");
+	evbuffer_add_printf(out, "</strong>");
+	/* how to pay, when something is due */
+	if (!due_nothing && json_is_object(issuer))
+		html_lines(out, issuer, "payment_instructions");
+	evbuffer_add_printf(out, "</p>\n</body>\n</html>\n");
 }
 
 /* ---- parameters ---- */

@@ -14,6 +14,7 @@
 #include "config.h"
 #include "db.h"
 #include "http_util.h"
+#include "issuer.h"
 #include "cluster.h"
 #include "daily.h"
 #include "jobs.h"
@@ -288,20 +289,31 @@ service_init(struct app *app)
 	app->cluster = cluster_new(app);
 	metrics_add_writer(app->metrics, cluster_metrics, app->cluster);
 	app->webhook = webhook_new(app);
+	app->issuer = issuer_new(app);
 	metrics_add_writer(app->metrics, service_metrics, app);
 	metrics_add_writer(app->metrics, jobs_metrics, app->jobs);
 	metrics_add_writer(app->metrics, webhook_metrics, app->webhook);
 }
 
+/* R5.5: the invoices a job issues freeze the issuer the database holds;
+ * the jobs start once it holds this daemon's [issuer]. */
+static void
+service_issuer_written(void *arg)
+{
+	struct app *app = arg;
+
+	jobs_db_ready(app->jobs);
+}
+
 void
 service_db_ready(struct app *app)
 {
+	issuer_start(app->issuer, service_issuer_written, app);
 	acache_reload(app->acache, app, true);
 	/* catch up a rollover missed while down: due now if any counter is old */
 	sched_add(app->sched, tz_day_start(tz_month_of(clock_now())), ROLLOVER_KEY,
 	          service_rollover_task, app);
 	service_due_lookup_all(app);
-	jobs_db_ready(app->jobs);
 	rates_reload(app->rates);
 	daily_db_ready(app);
 	webhook_start(app->webhook);
@@ -332,6 +344,7 @@ service_config_changed(struct app *app)
 {
 	jobs_reschedule(app->jobs);
 	webhook_config_changed(app->webhook);
+	issuer_config_changed(app->issuer);
 }
 
 void
@@ -351,7 +364,8 @@ service_busy(struct app *app)
 bool
 service_ready(struct app *app)
 {
-	return acache_loaded(app->acache) && cluster_decided(app->cluster);
+	return acache_loaded(app->acache) && cluster_decided(app->cluster) &&
+	       issuer_written(app->issuer);
 }
 
 void
@@ -362,5 +376,7 @@ service_free(struct app *app)
 	rates_free(app->rates);
 	cluster_free(app->cluster);
 	webhook_free(app->webhook);
+	issuer_free(app->issuer);
+	app->issuer = NULL;
 	acache_free(app->acache);
 }

@@ -439,7 +439,7 @@ class Invoicing(harness.DaemonTestCase):
             for l in inv["lines"]:
                 self.assertIn(l["description"], html)
                 self.assertIn(l["amount"], html)
-            for k in ("2026-01", "2026-02-01", "2026-02-16", "2.75", "creditd"):
+            for k in ("2026-01", "2026-02-01", "2026-02-16", "2.75"):
                 self.assertIn(k, html)
         settled = self.invoice_of("I-CRED2", "2026-01")["number"]
         r = self.request("GET", f"/v1/invoices/{settled}?format=html", token="read")

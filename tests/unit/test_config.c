@@ -209,6 +209,12 @@ test_defaults(void **state)
 	assert_int_equal(cfg->webhook_max_attempts, 20);
 	assert_int_equal(cfg->webhook_max_backoff_seconds, 3600);
 	assert_int_equal(cfg->log_level, CONFIG_LOG_INFO);
+	/* no issuer: the printable invoice shows no issuer block (R5.7) */
+	assert_string_equal(cfg->issuer_name, "");
+	assert_string_equal(cfg->issuer_address, "");
+	assert_string_equal(cfg->issuer_tax_id, "");
+	assert_string_equal(cfg->issuer_email, "");
+	assert_string_equal(cfg->issuer_payment_instructions, "");
 	/* no token section is valid: every authenticated call gets 401 */
 	assert_int_equal(cfg->ntokens, 0);
 	assert_null(cfg->tokens);
@@ -342,6 +348,124 @@ test_conninfo_override(void **state)
 	               FILENAME
 	               ": database.conninfo: must not be empty (CREDITD_DATABASE_CONNINFO)",
 	               __LINE__);
+}
+
+/* [issuer] (R5.7): escapes, lines trimmed, UTF-8 kept as it is */
+static void
+test_issuer(void **state)
+{
+	struct config *cfg;
+
+	cfg = PARSE_OK(MIN_CONF "[issuer]\n"
+	                        "name = M\xc3\xbcller & S\xc3\xb6hne <GmbH>  # a comment\n"
+	                        "address = Hauptstra\xc3\x9f"
+	                        "e 1\\n 10115 Berlin \\nSuite \\#5\n"
+	                        "tax_id = DE 123 456 789\n"
+	                        "email = billing@example.com\n"
+	                        "payment_instructions = IBAN DE89 3704 0044 0532 0130 00\\n"
+	                        "BIC DEMODEFFXXX \\; ref: \\\\ invoice number\n");
+	assert_string_equal(cfg->issuer_name, "M\xc3\xbcller & S\xc3\xb6hne <GmbH>");
+	assert_string_equal(cfg->issuer_address, "Hauptstra\xc3\x9f"
+	                                         "e 1\n10115 Berlin\nSuite #5");
+	assert_string_equal(cfg->issuer_tax_id, "DE 123 456 789");
+	assert_string_equal(cfg->issuer_email, "billing@example.com");
+	assert_string_equal(cfg->issuer_payment_instructions,
+	                    "IBAN DE89 3704 0044 0532 0130 00\nBIC DEMODEFFXXX ; ref: \\ invoice "
+	                    "number");
+	config_free(cfg);
+
+	/* a name alone is enough; a # without a space before it is text */
+	cfg = PARSE_OK(MIN_CONF "[issuer]\nname = No#1 Ltd\nemail =\n");
+	assert_string_equal(cfg->issuer_name, "No#1 Ltd");
+	assert_string_equal(cfg->issuer_address, "");
+	assert_string_equal(cfg->issuer_email, "");
+	config_free(cfg);
+
+	/* the bounds themselves: 8 lines; 200 bytes */
+	cfg = PARSE_OK(MIN_CONF "[issuer]\nname = x\naddress = 1\\n2\\n3\\n4\\n5\\n6\\n7\\n8\n");
+	assert_string_equal(cfg->issuer_address, "1\n2\n3\n4\n5\n6\n7\n8");
+	config_free(cfg);
+	{
+		char text[512], name[201];
+		memset(name, 'n', 200);
+		name[200] = '\0';
+		snprintf(text, sizeof(text), MIN_CONF "[issuer]\nname = %s\n", name);
+		cfg = PARSE_OK(text);
+		assert_int_equal(strlen(cfg->issuer_name), 200);
+		config_free(cfg);
+		snprintf(text, sizeof(text), MIN_CONF "[issuer]\nname = %sn\n", name);
+		PARSE_ERR(
+		    text, FILENAME
+		    ":6: issuer.name: must be at most 200 bytes, is 201, got "
+		    "\"nnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnn...\"");
+	}
+}
+
+static void
+test_err_issuer(void **state)
+{
+	PARSE_ERR(MIN_CONF "[issuer]\naddress = 1 Main St\n",
+	          FILENAME ":6: issuer.name: required when issuer.address is set");
+	PARSE_ERR(MIN_CONF "[issuer]\nname =\npayment_instructions = IBAN X\n",
+	          FILENAME ":7: issuer.name: required when issuer.payment_instructions is set");
+	PARSE_ERR(MIN_CONF "[issuer]\nname = A\\nB\n",
+	          FILENAME ":6: issuer.name: must be one line (no \\n), got \"A\\\\nB\"");
+	PARSE_ERR(MIN_CONF "[issuer]\nname = x\ntax_id = DE1\\n2\n",
+	          FILENAME ":7: issuer.tax_id: must be one line (no \\n), got \"DE1\\\\n2\"");
+	PARSE_ERR(MIN_CONF "[issuer]\nname = x\naddress = a\\n\\nb\n",
+	          FILENAME ":7: issuer.address: line 2 is empty, got \"a\\\\n\\\\nb\"");
+	PARSE_ERR(MIN_CONF "[issuer]\nname = x\naddress = a\\n \n",
+	          FILENAME ":7: issuer.address: line 2 is empty, got \"a\\\\n\"");
+	PARSE_ERR(MIN_CONF "[issuer]\nname = x\naddress = 1\\n2\\n3\\n4\\n5\\n6\\n7\\n8\\n9\n",
+	          FILENAME ":7: issuer.address: must have at most 8 lines, has 9, got "
+	                   "\"1\\\\n2\\\\n3\\\\n4\\\\n5\\\\n6\\\\n7\\\\n8\\\\n9\"");
+	PARSE_ERR(MIN_CONF "[issuer]\nname = C:\\temp\n",
+	          FILENAME ":6: issuer.name: unknown escape \"\\t\" (allowed: \\n, \\\\, \\# and "
+	                   "\\;), got \"C:\\\\temp\"");
+	PARSE_ERR(MIN_CONF "[issuer]\nname = x\\\n",
+	          FILENAME ":6: issuer.name: ends with a lone backslash (write \\\\ for one), got "
+	                   "\"x\\\\\"");
+	/* a comment after a space cuts the value: the backslash is left alone */
+	PARSE_ERR(MIN_CONF "[issuer]\nname = Suite \\ #5\n",
+	          FILENAME ":6: issuer.name: ends with a lone backslash (write \\\\ for one), got "
+	                   "\"Suite \\\\\"");
+	/* control characters: tab (the line check lets it through), C1, bidi */
+	PARSE_ERR(MIN_CONF "[issuer]\nname = a\tb\n",
+	          FILENAME ":6: issuer.name: control character U+0009 is not allowed, got "
+	                   "\"a\\x09b\"");
+	PARSE_ERR(MIN_CONF "[issuer]\nname = a\xc2\x85"
+	                   "b\n",
+	          FILENAME ":6: issuer.name: control character U+0085 is not allowed, got "
+	                   "\"a\\xc2\\x85"
+	                   "b\"");
+	PARSE_ERR(MIN_CONF "[issuer]\nname = x\naddress = a\xe2\x80\xae"
+	                   "b\n",
+	          FILENAME ":7: issuer.address: control character U+202E is not allowed, got "
+	                   "\"a\\xe2\\x80\\xae"
+	                   "b\"");
+	PARSE_ERR(MIN_CONF "[issuer]\nname = x\xe2\x80\xa8y\n",
+	          FILENAME ":6: issuer.name: control character U+2028 is not allowed, got "
+	                   "\"x\\xe2\\x80\\xa8y\"");
+	PARSE_ERR(MIN_CONF "[issuer]\nname = \xff\n",
+	          FILENAME ":6: issuer.name: must be valid UTF-8, got \"\\xff\"");
+	PARSE_ERR(MIN_CONF "[issuer]\nname = \xc3(\n",
+	          FILENAME ":6: issuer.name: must be valid UTF-8, got \"\\xc3(\"");
+	/* e-mail */
+	PARSE_ERR(MIN_CONF "[issuer]\nname = x\nemail = billing\n",
+	          FILENAME ":7: issuer.email: must be one e-mail address such as "
+	                   "billing@example.com, got \"billing\"");
+	PARSE_ERR(MIN_CONF "[issuer]\nname = x\nemail = a@b, c@d\n",
+	          FILENAME ":7: issuer.email: must be one e-mail address such as "
+	                   "billing@example.com, got \"a@b, c@d\"");
+	PARSE_ERR(MIN_CONF "[issuer]\nname = x\nemail = Billing <a@b>\n",
+	          FILENAME ":7: issuer.email: must be one e-mail address such as "
+	                   "billing@example.com, got \"Billing <a@b>\"");
+	PARSE_ERR(MIN_CONF "[issuer]\nname = x\nemail = @b\n",
+	          FILENAME ":7: issuer.email: must be one e-mail address such as "
+	                   "billing@example.com, got \"@b\"");
+	PARSE_ERR(MIN_CONF "[issuer]\nname = x\nfax = 1\n", FILENAME ":7: issuer.fax: unknown key");
+	PARSE_ERR(MIN_CONF "[issuer]\nname = x\n[issuer]\n",
+	          FILENAME ":7: [issuer]: duplicate section (first on line 5)");
 }
 
 /* ---- errors, one exact message each ---- */
@@ -655,6 +779,10 @@ test_reload_compatible(void **state)
 	                  NULL, __LINE__);
 	assert_true(config_reload_compatible(a, b, err, sizeof(err)));
 	config_free(b);
+	/* so may the issuer: new invoices get the new one (R5.5) */
+	b = PARSE_OK(MIN_CONF "[issuer]\nname = New Ltd\naddress = 1 Road\n");
+	assert_true(config_reload_compatible(a, b, err, sizeof(err)));
+	config_free(b);
 
 	/* listen may not */
 	b = PARSE_OK("[server]\nlisten = 127.0.0.1:8081\n[database]\nconninfo = host=/tmp "
@@ -756,6 +884,11 @@ test_describe(void **state)
 	                            "`actual/360` | `actual/365` | yes | "));
 	assert_non_null(strstr(buf, "| `webhook.url` | URL | empty | yes | "));
 	assert_non_null(strstr(buf, "| `token.NAME.scopes` | list of scopes | required | yes | "));
+	assert_non_null(strstr(buf, "| `issuer.name` | text, at most 200 bytes | empty | yes | "));
+	assert_non_null(strstr(
+	    buf, "| `issuer.address` | text, at most 8 lines and 500 bytes | empty | yes | "));
+	assert_non_null(
+	    strstr(buf, "| `issuer.email` | e-mail address, at most 254 bytes | empty | yes | "));
 	free(buf);
 }
 
@@ -800,6 +933,15 @@ test_example_file(void **state)
 	assert_int_equal(cfg->tokens[2].scopes, SCOPE_INGEST | SCOPE_READ);
 	assert_string_equal(cfg->tokens[3].name, "ops");
 	assert_int_equal(cfg->tokens[3].scopes, SCOPE_OPS | SCOPE_READ);
+	/* the demo issuer (R5.7) */
+	assert_string_equal(cfg->issuer_name, "Demo Telecom GmbH");
+	assert_string_equal(cfg->issuer_address, "Musterstra\xc3\x9f"
+	                                         "e 1\n10115 Berlin\nGermany");
+	assert_string_equal(cfg->issuer_tax_id, "DE123456789");
+	assert_string_equal(cfg->issuer_email, "billing@demo-telecom.example");
+	assert_string_equal(cfg->issuer_payment_instructions,
+	                    "Bank transfer to Demo Bank AG\nIBAN DE89 3704 0044 0532 0130 00\nBIC "
+	                    "DEMODEFFXXX");
 	config_free(cfg);
 }
 
@@ -814,6 +956,8 @@ main(void)
 	    cmocka_unit_test(test_crlf),
 	    cmocka_unit_test(test_line_numbers),
 	    cmocka_unit_test(test_conninfo_override),
+	    cmocka_unit_test(test_issuer),
+	    cmocka_unit_test(test_err_issuer),
 	    cmocka_unit_test(test_err_keys_sections),
 	    cmocka_unit_test(test_err_missing),
 	    cmocka_unit_test(test_err_values),
