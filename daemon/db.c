@@ -17,7 +17,15 @@ struct db_stmt {
 	int nparams;
 	char **params;
 	int *lengths;
-	int *formats; /* NULL: all text */
+	int *formats;    /* NULL: all text */
+	db_rows_cb rows; /* streamed (db_batch_add_rows): its rows go here */
+	void *rows_arg;
+	bool armed; /* single-row mode set for it */
+};
+
+/* A streamed statement's handle: the connection it runs on. */
+struct db_rows {
+	struct db_conn *conn;
 };
 
 struct db_batch {
@@ -33,6 +41,7 @@ struct db_batch {
 	int nres;
 	int cur; /* statement whose results are being read */
 	bool failed;
+	struct db_rows rows; /* valid while a streamed statement delivers */
 };
 
 struct db_result {
@@ -65,7 +74,9 @@ struct db_conn {
 	size_t inflight;
 	size_t slow; /* of them slow batches */
 	bool flush_pending;
-	bool in_dispatch; /* guards against freeing during callbacks */
+	bool paused;             /* db_rows_pause: the socket is not read */
+	struct event *ev_resume; /* db_rows_resume: read what libpq holds */
+	bool in_dispatch;        /* guards against freeing during callbacks */
 	int backend_pid;
 	int generation; /* bumped at each successful set-up */
 };
@@ -155,6 +166,7 @@ db_batch_add_fmt(struct db_batch *b, const char *sql, int nparams, const char *c
 		b->stmts = xreallocarray(b->stmts, (size_t)b->cap, sizeof *b->stmts);
 	}
 	s = &b->stmts[b->n++];
+	memset(s, 0, sizeof *s);
 	s->sql = xstrdup(sql);
 	s->nparams = nparams;
 	s->params = nparams ? xcalloc((size_t)nparams, sizeof(char *)) : NULL;
@@ -179,6 +191,15 @@ void
 db_batch_add(struct db_batch *b, const char *sql, int nparams, const char *const *params)
 {
 	db_batch_add_len(b, sql, nparams, params, NULL);
+}
+
+void
+db_batch_add_rows(struct db_batch *b, const char *sql, int nparams, const char *const *params,
+                  db_rows_cb cb, void *arg)
+{
+	db_batch_add_len(b, sql, nparams, params, NULL);
+	b->stmts[b->n - 1].rows = cb;
+	b->stmts[b->n - 1].rows_arg = arg;
 }
 
 /* ---- results ---- */
@@ -321,6 +342,9 @@ db_conn_close(struct db_conn *c)
 		c->pg = NULL;
 	}
 	c->flush_pending = false;
+	c->paused = false;
+	if (c->ev_resume)
+		event_del(c->ev_resume);
 }
 
 static void
@@ -349,6 +373,13 @@ db_conn_watch(struct db_conn *c, short what)
 {
 	int fd = PQsocket(c->pg);
 
+	if (what == 0) {
+		if (c->ev_io) {
+			event_free(c->ev_io);
+			c->ev_io = NULL;
+		}
+		return;
+	}
 	if (c->ev_io && (event_get_fd(c->ev_io) != fd || c->io_what != what)) {
 		event_free(c->ev_io);
 		c->ev_io = NULL;
@@ -495,6 +526,34 @@ db_conn_poll_connect(struct db_conn *c)
 	}
 }
 
+/* A ready connection: read unless paused (db_rows_pause), write while
+ * libpq has output queued. */
+static void
+db_conn_rewatch(struct db_conn *c)
+{
+	db_conn_watch(c, (short)((c->paused ? 0 : EV_READ) | (c->flush_pending ? EV_WRITE : 0)));
+}
+
+/* Single-row mode for the head batch's current statement if it is
+ * streamed. libpq takes it only for the statement whose results are being
+ * read, before any of them has been parsed: when it has just become the
+ * current one (the previous statement's NULL, the previous batch's sync, or
+ * sent on an idle connection), so this is tried before anything parses
+ * input (PQisBusy, PQnotifies). If it is too late the rows come in one
+ * result, which db_conn_read delivers all the same. */
+static void
+db_conn_arm_rows(struct db_conn *c)
+{
+	struct db_batch *b = c->head;
+	struct db_stmt *s;
+
+	if (b == NULL || b->simple || b->cur >= b->n || c->pg == NULL)
+		return;
+	s = &b->stmts[b->cur];
+	if (s->rows != NULL && !s->armed)
+		s->armed = PQsetSingleRowMode(c->pg) == 1;
+}
+
 static void
 db_conn_flush(struct db_conn *c)
 {
@@ -505,7 +564,7 @@ db_conn_flush(struct db_conn *c)
 		return;
 	}
 	c->flush_pending = (r == 1);
-	db_conn_watch(c, c->flush_pending ? (EV_READ | EV_WRITE) : EV_READ);
+	db_conn_rewatch(c);
 }
 
 static void
@@ -520,11 +579,30 @@ db_conn_notifies(struct db_conn *c)
 	}
 }
 
-/* Read every available result and complete batches. Returns false if the
- * connection was lost. */
+/* A result of a streamed statement with rows goes to its rows callback.
+ * True: it was a single row (PGRES_SINGLE_TUPLE), now done with; false:
+ * store it in the batch (its final result, an error, or all its rows at
+ * once when single-row mode could not be set). */
+static bool
+db_rows_deliver(struct db_conn *c, struct db_batch *b, const PGresult *res)
+{
+	ExecStatusType st = PQresultStatus(res);
+	struct db_stmt *s = b->cur < b->n ? &b->stmts[b->cur] : NULL;
+
+	if (s == NULL || s->rows == NULL || PQntuples(res) == 0 ||
+	    (st != PGRES_SINGLE_TUPLE && st != PGRES_TUPLES_OK))
+		return false;
+	b->rows.conn = c;
+	s->rows(&b->rows, res, s->rows_arg);
+	return st == PGRES_SINGLE_TUPLE;
+}
+
+/* Read every available result and complete batches (none while paused).
+ * Returns false if the connection was lost. */
 static bool
 db_conn_read(struct db_conn *c)
 {
+	db_conn_arm_rows(c);
 	if (PQconsumeInput(c->pg) == 0) {
 		char why[256];
 		snprintf(why, sizeof why, "%s", PQerrorMessage(c->pg));
@@ -533,10 +611,16 @@ db_conn_read(struct db_conn *c)
 		return false;
 	}
 	db_conn_notifies(c);
-	while (c->head != NULL && !PQisBusy(c->pg)) {
+	for (;;) {
 		struct db_batch *b = c->head;
-		PGresult *res = PQgetResult(c->pg);
+		PGresult *res;
 
+		if (b == NULL || c->paused)
+			break;
+		db_conn_arm_rows(c);
+		if (PQisBusy(c->pg))
+			break;
+		res = PQgetResult(c->pg);
 		if (b->simple) {
 			if (res != NULL) {
 				db_batch_store(b, res);
@@ -547,7 +631,12 @@ db_conn_read(struct db_conn *c)
 			b->cur++;
 			continue;
 		} else if (PQresultStatus(res) != PGRES_PIPELINE_SYNC) {
-			db_batch_store(b, res);
+			if (db_rows_deliver(c, b, res))
+				PQclear(res); /* a single row, delivered */
+			else
+				db_batch_store(b, res);
+			if (c->pg == NULL || PQstatus(c->pg) == CONNECTION_BAD)
+				return false;
 			continue;
 		} else {
 			PQclear(res);
@@ -580,10 +669,52 @@ db_conn_io_cb(evutil_socket_t fd, short what, void *arg)
 		db_conn_poll_connect(c);
 		return;
 	}
-	if ((what & EV_READ) && !db_conn_read(c))
+	if ((what & EV_READ) && !c->paused && !db_conn_read(c))
 		return;
 	if (c->pg != NULL && c->flush_pending)
 		db_conn_flush(c);
+}
+
+/* db_rows_resume, in the loop turn after: deliver what libpq holds
+ * already (the socket may not become readable again for it), then read on. */
+static void
+db_conn_resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct db_conn *c = arg;
+
+	(void)fd;
+	(void)what;
+	if (c->state != DB_CONN_READY || c->pg == NULL || c->paused)
+		return;
+	if (!db_conn_read(c))
+		return;
+	db_conn_rewatch(c);
+	if (c->flush_pending)
+		db_conn_flush(c);
+}
+
+void
+db_rows_pause(struct db_rows *s)
+{
+	struct db_conn *c = s->conn;
+
+	if (c->paused || c->pg == NULL)
+		return;
+	c->paused = true;
+	event_del(c->ev_resume);
+	db_conn_rewatch(c);
+}
+
+void
+db_rows_resume(struct db_rows *s)
+{
+	struct db_conn *c = s->conn;
+
+	if (!c->paused || c->pg == NULL)
+		return;
+	c->paused = false;
+	db_conn_rewatch(c);
+	event_active(c->ev_resume, 0, 1);
 }
 
 /* ---- public ---- */
@@ -604,6 +735,7 @@ db_new(struct event_base *base, const char *conninfo, int pool_size)
 		c->backoff_ms = DB_BACKOFF_MIN_MS;
 		c->state = DB_CONN_BACKOFF;
 		c->ev_timer = evtimer_new(base, db_conn_backoff_cb, c);
+		c->ev_resume = event_new(base, -1, 0, db_conn_resume_cb, c);
 	}
 	return db;
 }
@@ -625,6 +757,7 @@ db_free(struct db *db)
 		db_conn_close(c);
 		db_conn_fail_all(c);
 		event_free(c->ev_timer);
+		event_free(c->ev_resume);
 	}
 	free(db->conns);
 	free(db->conninfo);
@@ -795,6 +928,7 @@ db_send(struct db_conn *best, struct db_batch *b, db_cb cb, void *arg)
 		return 0;
 	}
 	db_conn_enqueue(best, b);
+	db_conn_arm_rows(best); /* b's first statement, when the connection was idle */
 	db_conn_flush(best);
 	return 0;
 }

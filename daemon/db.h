@@ -75,6 +75,22 @@ void db_batch_add_len(struct db_batch *b, const char *sql, int nparams, const ch
  * format (e.g. an array built with common/pgbin.h), 0 text. */
 void db_batch_add_fmt(struct db_batch *b, const char *sql, int nparams, const char *const *params,
                       const int *lengths, const int *formats);
+/* A streamed statement (large results, R9.1): its rows are handed to
+ * cb(s, res, arg) as they arrive (libpq single-row mode: normally one row per
+ * res, valid during the call), not kept for the batch callback, which
+ * follows as usual with the statement's final (row-less) result or its
+ * error. The rows are one statement's, one snapshot; they count only if the
+ * batch then succeeds. s is valid until the batch callback. */
+struct db_rows;
+typedef void (*db_rows_cb)(struct db_rows *s, const PGresult *res, void *arg);
+void db_batch_add_rows(struct db_batch *b, const char *sql, int nparams, const char *const *params,
+                       db_rows_cb cb, void *arg);
+/* Back-pressure for a slow consumer: pause stops reading the statement's
+ * connection (PostgreSQL then waits on its socket; no further rows are
+ * buffered here); the connection's other batches wait too. resume delivers
+ * the rows already received in a later loop turn, then reads on. */
+void db_rows_pause(struct db_rows *s);
+void db_rows_resume(struct db_rows *s);
 /* Submit: takes ownership of b. Returns 0, or -1 when no connection is usable
  * (b is freed and cb is NOT called: answer 503). */
 int db_submit(struct db *db, struct db_batch *b, db_cb cb, void *arg);

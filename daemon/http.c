@@ -338,6 +338,36 @@ http_reply_owned(struct http_req *r, int status, const char *content_type, char 
 	http_send_body(r, status, body, len, body);
 }
 
+/* Answer r with a stream (httpd_stream_begin): metrics and the log see the
+ * status and the time to the head. The request is finished either way (r
+ * is not to be used again); returns the connection to write the body to, or
+ * NULL when none is wanted (HEAD) or the client has gone. */
+struct httpd_conn *
+http_reply_stream(struct http_req *r, int status, const char *content_type,
+                  const struct httpd_stream_cb *cb, void *arg)
+{
+	struct http_server *s = r->srv;
+	struct httpd_conn *conn = r->conn;
+	int64_t usec = clock_monotonic() - r->started;
+	bool close = r->close || s->app->draining;
+
+	metrics_observe_request(s->app->metrics, r->route, status, usec);
+	if (log_enabled(LOG_LEVEL_DEBUG))
+		log_req(LOG_LEVEL_DEBUG, r->rid, "%s -> %d (streamed) in %" PRId64 " us",
+		        r->route >= 0 ? s->routes[r->route].name : "?", status, usec);
+	http_req_release(r);
+	r->answered = true;
+	s->active--;
+	if (r->orphaned) {
+		log_req(LOG_LEVEL_INFO, r->rid, "client went away; reply %d dropped", status);
+		httpd_drop(conn);
+		return NULL;
+	}
+	http_reply_add_header(r, "Content-Type", content_type);
+	http_reply_add_header(r, "X-Request-Id", r->rid);
+	return httpd_stream_begin(conn, status, r->hdrs, r->hlen, close, cb, arg) ? conn : NULL;
+}
+
 /* ---- dispatch ---- */
 
 /* False, with a 400 naming it, when the query has a parameter that is not

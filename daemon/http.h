@@ -82,5 +82,12 @@ void http_reply_buffer(struct http_req *r, int status, const char *content_type,
 void http_reply_owned(struct http_req *r, int status, const char *content_type, char *body,
                       size_t len);
 void http_reply_add_header(struct http_req *r, const char *name, const char *value);
+/* Answer with a body produced piece by piece (daemon/httpd.h, "streamed
+ * reply"): returns the connection to write it to, or NULL when no body is
+ * wanted (HEAD) or the client has gone. r is finished either way. */
+struct httpd_conn;
+struct httpd_stream_cb;
+struct httpd_conn *http_reply_stream(struct http_req *r, int status, const char *content_type,
+                                     const struct httpd_stream_cb *cb, void *arg);
 
 #endif

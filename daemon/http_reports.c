@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/uio.h>
 
 #include "app.h"
 #include "civil.h"
@@ -19,6 +20,7 @@
 #include "http.h"
 #include "http_format.h"
 #include "http_util.h"
+#include "httpd.h"
 #include "log.h"
 #include "money.h"
 #include "tz.h"
@@ -151,43 +153,6 @@ static const char exposure_csv_sql[] = EXPOSURE_ROWS
     " creditd_csv_field(creditd_amount(s.headroom))) || E'\\r\\n', '' ORDER BY s.rn) AS text"
     " FROM s GROUP BY (s.rn - 1) / " EXPOSURE_PAGE " ORDER BY part, o";
 
-/* The reply in one block from malloc: head, the pages (part 0) joined by
- * sep, mid, the totals (part 1, JSON only), tail. httpd sends from it (no
- * copy): at 100,000 accounts it is 37 MB, and every copy is pages to fault
- * in on the event loop. */
-static char *
-exposure_body(const PGresult *pg, const char *head, const char *sep, const char *mid,
-              const char *tail, size_t *len)
-{
-	size_t sl = strlen(sep), n = strlen(head) + strlen(mid) + strlen(tail) + 1;
-	char *out, *p;
-	bool first = true;
-
-	for (int i = 0; i < PQntuples(pg); i++)
-		n += (size_t)PQgetlength(pg, i, 2) + sl;
-	p = out = xmalloc(n);
-	p = stpcpy(p, head);
-	for (int part = 0; part < 2; part++) {
-		if (part == 1)
-			p = stpcpy(p, mid);
-		for (int i = 0; i < PQntuples(pg); i++) {
-			size_t vl = (size_t)PQgetlength(pg, i, 2);
-			if (col_i64(pg, i, 0) != part)
-				continue;
-			if (part == 0 && !first) {
-				memcpy(p, sep, sl);
-				p += sl;
-			}
-			memcpy(p, PQgetvalue(pg, i, 2), vl);
-			p += vl;
-			first = false;
-		}
-	}
-	p = stpcpy(p, tail);
-	*len = (size_t)(p - out);
-	return out;
-}
-
 struct report_req {
 	struct http_req *r;
 	bool csv;
@@ -195,38 +160,185 @@ struct report_req {
 	int32_t from, to;
 };
 
+/* The exposure report is streamed (R9.1: the event loop never holds it
+ * whole; at 100,000 accounts it is 37 MB): each page goes out as it comes
+ * from PostgreSQL (db_batch_add_rows, one statement: one snapshot, totals
+ * that match the rows), as one chunk. JSON: {"as_of":...,"items":[, the
+ * pages (part 0) joined by ",", ],"totals":, the totals (part 1), }\n; CSV:
+ * the header line, the pages. The head of the reply goes out with the first
+ * row, so that an error before it is still answered as one (500, 503); an
+ * error after it cuts the reply (httpd_stream_end) and is logged. */
+#define EXPOSURE_HIGH (1024 * 1024) /* queued reply bytes that pause PostgreSQL */
+
+struct exposure {
+	struct http_req *r;      /* until the reply's head goes out */
+	struct httpd_conn *conn; /* then the stream, until it ends */
+	struct db_rows *rows;    /* the statement, until the batch callback */
+	char rid[17];            /* r's, for the log after r is finished */
+	bool csv;
+	bool started; /* the head went out (or was not wanted) */
+	bool paused;  /* PostgreSQL not read until the client drains */
+	bool item;    /* a page is out: the next one needs sep */
+	bool mid;     /* mid is out */
+	int64_t now;  /* as_of */
+};
+
+static const char EXPOSURE_CSV_HEAD[] =
+    "external_ref,id,name,currency,status,suspension_reasons,monthly_usage,monthly_limit,"
+    "monthly_remaining,exposure,total_limit,total_remaining,headroom\r\n";
+
+static void
+exposure_resume(struct exposure *x)
+{
+	if (x->paused && x->rows != NULL)
+		db_rows_resume(x->rows);
+	x->paused = false;
+}
+
+/* The client went away or cannot be written to: end the stream (a broken
+ * reply) and read the rest of the statement without sending it. */
+static void
+exposure_stop(struct exposure *x)
+{
+	if (x->conn != NULL) {
+		log_req(LOG_LEVEL_INFO, x->rid, "exposure report: client went away mid-reply");
+		httpd_stream_end(x->conn, false);
+		x->conn = NULL;
+	}
+	exposure_resume(x);
+}
+
+static void
+exposure_drained(void *arg)
+{
+	exposure_resume(arg);
+}
+
+static void
+exposure_gone(void *arg)
+{
+	exposure_stop(arg);
+}
+
+static const struct httpd_stream_cb exposure_stream_cb = {
+    .drained = exposure_drained,
+    .gone = exposure_gone,
+};
+
+/* Write pieces as one chunk; false (and stopped) when the client has gone. */
+static bool
+exposure_write(struct exposure *x, const struct iovec *iov, int n)
+{
+	if (x->conn == NULL)
+		return false;
+	if (!httpd_stream_writev(x->conn, iov, n)) {
+		exposure_stop(x);
+		return false;
+	}
+	return true;
+}
+
+/* The reply's head and the body's head, once. False: no body to write (HEAD,
+ * the client has gone). */
+static bool
+exposure_start(struct exposure *x)
+{
+	char head[64];
+	struct iovec v;
+
+	if (x->started)
+		return x->conn != NULL;
+	x->started = true;
+	if (x->csv) {
+		http_reply_add_header(x->r, "Content-Disposition",
+		                      "attachment; filename=\"exposure.csv\"");
+		v.iov_base = (void *)(uintptr_t)EXPOSURE_CSV_HEAD;
+		v.iov_len = sizeof EXPOSURE_CSV_HEAD - 1;
+	} else {
+		char asof[CIVIL_TS_LEN];
+
+		civil_format_rfc3339(x->now, asof);
+		v.iov_len =
+		    (size_t)snprintf(head, sizeof head, "{\"as_of\":\"%s\",\"items\":[", asof);
+		v.iov_base = head;
+	}
+	x->conn = http_reply_stream(x->r, 200, x->csv ? CSV_TYPE : "application/json",
+	                            &exposure_stream_cb, x);
+	x->r = NULL; /* finished */
+	return exposure_write(x, &v, 1);
+}
+
+/* Rows (part, o, text) as they come: a page of accounts or the totals. */
+static void
+exposure_rows(struct db_rows *rows, const PGresult *pg, void *arg)
+{
+	struct exposure *x = arg;
+
+	x->rows = rows;
+	for (int i = 0; i < PQntuples(pg); i++) {
+		struct iovec v[2];
+		int n = 0;
+
+		if (!exposure_start(x))
+			return; /* the rest is read and dropped */
+		if (col_i64(pg, i, 0) == 0) {
+			if (x->item && !x->csv) {
+				v[n].iov_base = (void *)(uintptr_t) ",";
+				v[n++].iov_len = 1;
+			}
+			x->item = true;
+		} else if (!x->mid && !x->csv) {
+			v[n].iov_base = (void *)(uintptr_t) "],\"totals\":";
+			v[n++].iov_len = 11;
+			x->mid = true;
+		}
+		v[n].iov_base = PQgetvalue(pg, i, 2);
+		v[n++].iov_len = (size_t)PQgetlength(pg, i, 2);
+		if (!exposure_write(x, v, n))
+			return;
+	}
+	/* a slow client: PostgreSQL waits rather than the daemon buffering
+	 * the report (exposure_drained resumes) */
+	if (x->conn != NULL && !x->paused && httpd_stream_pending(x->conn) > EXPOSURE_HIGH) {
+		log_req(LOG_LEVEL_DEBUG, x->rid, "exposure report: waiting for the client");
+		x->paused = true;
+		db_rows_pause(rows);
+	}
+}
+
 static void
 exposure_cb(const struct db_result *res, void *arg)
 {
-	struct report_req *q = arg;
-	struct http_req *r = q->r;
-	bool csv = q->csv;
-	int64_t now = q->now;
-	const PGresult *pg;
-	char asof[CIVIL_TS_LEN], head[64], *body;
-	size_t len;
+	struct exposure *x = arg;
+	struct iovec v[2];
+	int n = 0;
 
-	free(q);
+	x->rows = NULL; /* the statement is over */
+	x->paused = false;
 	if (!db_result_ok(res)) {
-		http_reply_db_error(r, res);
+		if (!x->started) {
+			http_reply_db_error(x->r, res);
+		} else if (x->conn != NULL) {
+			log_req(LOG_LEVEL_WARNING, x->rid, "exposure report cut after its head: %s",
+			        db_result_error(res));
+			httpd_stream_end(x->conn, false);
+		}
+		free(x);
 		return;
 	}
-	pg = db_result_get(res, 0);
-	if (csv) {
-		body = exposure_body(pg,
-		                     "external_ref,id,name,currency,status,suspension_reasons,"
-		                     "monthly_usage,monthly_limit,monthly_remaining,exposure,"
-		                     "total_limit,total_remaining,headroom\r\n",
-		                     "", "", "", &len);
-		http_reply_add_header(r, "Content-Disposition",
-		                      "attachment; filename=\"exposure.csv\"");
-		http_reply_owned(r, 200, CSV_TYPE, body, len);
-		return;
+	if (exposure_start(x)) {
+		if (!x->csv) {
+			if (!x->mid) {
+				v[n].iov_base = (void *)(uintptr_t) "],\"totals\":";
+				v[n++].iov_len = 11;
+			}
+			v[n].iov_base = (void *)(uintptr_t) "}\n";
+			v[n++].iov_len = 2;
+		}
+		if (exposure_write(x, v, n))
+			httpd_stream_end(x->conn, true);
 	}
-	civil_format_rfc3339(now, asof);
-	snprintf(head, sizeof head, "{\"as_of\":\"%s\",\"items\":[", asof);
-	body = exposure_body(pg, head, ",", "],\"totals\":", "}\n", &len);
-	http_reply_owned(r, 200, "application/json", body, len);
+	free(x);
 }
 
 /* Submit with q as the callback argument; q is freed if submitting fails. */
@@ -245,7 +357,7 @@ http_reports_exposure(struct http_req *r)
 {
 	const char *status = http_req_query(r, "status");
 	const char *currency = http_req_query(r, "currency");
-	struct report_req *q;
+	struct exposure *x;
 	char month[16];
 	int fmt;
 
@@ -262,16 +374,20 @@ http_reports_exposure(struct http_req *r)
 		                 "currency");
 		return;
 	}
-	q = xcalloc(1, sizeof *q);
-	q->r = r;
-	q->csv = fmt == 1;
-	q->now = clock_now();
-	snprintf(month, sizeof month, "%" PRId32, tz_month_of(q->now));
+	x = xcalloc(1, sizeof *x);
+	x->r = r;
+	x->csv = fmt == 1;
+	x->now = clock_now();
+	snprintf(x->rid, sizeof x->rid, "%s", http_req_id(r));
+	snprintf(month, sizeof month, "%" PRId32, tz_month_of(x->now));
 	const char *p[] = {status, currency, month};
 	struct db_batch *b = db_batch_new();
-	db_batch_add(b, q->csv ? exposure_csv_sql : exposure_json_sql, 3, p);
+	db_batch_add_rows(b, x->csv ? exposure_csv_sql : exposure_json_sql, 3, p, exposure_rows, x);
 	db_batch_set_slow(b); /* about 1 s of PostgreSQL at 100,000 accounts */
-	reports_submit(q, b, exposure_cb);
+	if (db_submit(http_req_app(r)->db, b, exposure_cb, x) != 0) {
+		http_reply_unavailable(r);
+		free(x);
+	}
 }
 
 /* ---- suspension history ---- */

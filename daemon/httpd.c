@@ -34,11 +34,13 @@
 #define HTTPD_BACKLOG 1024
 #define HTTPD_COPY_BODY 4096 /* bodies up to this size go out in one buffer with the head */
 #define HTTPD_CONTINUE "HTTP/1.1 100 Continue\r\n\r\n"
+#define HTTPD_STREAM_LOW (256 * 1024) /* a stream is drained: queued output at most this */
 
 enum httpd_conn_state {
 	HC_HEAD,   /* waiting for (the rest of) a request head */
 	HC_BODY,   /* reading a request body */
 	HC_ACTIVE, /* request handed up; waiting for httpd_reply */
+	HC_STREAM, /* a streamed reply's head is out; its body is being produced */
 	HC_FLUSH,  /* the last reply is being written; then close */
 	HC_LINGER, /* write side shut; discarding input until the client closes */
 	HC_CLOSED, /* socket closed; the storage waits for the answer (orphan) */
@@ -60,6 +62,14 @@ struct httpd_conn {
 	bool rd_eof;
 	bool rd_more;  /* the last read filled its buffer: read again (EV_ET) */
 	uint64_t tick; /* d->tick when the current wait began */
+
+	/* a streamed reply (HC_STREAM; httpd_stream_begin) */
+	bool streaming;      /* begun and not ended (also once the socket closed) */
+	bool stream_chunked; /* HTTP/1.1: chunked; HTTP/1.0: ends at the close */
+	bool stream_keep;    /* keep the connection after the stream */
+	struct httpd_stream_cb scb;
+	void *sarg;
+	struct event *ev_sgone; /* tells the producer that the client went away */
 
 	char *in; /* input: [in_pos, in_end) not consumed yet */
 	size_t in_cap, in_pos, in_end, scan;
@@ -154,6 +164,8 @@ httpd_conn_free(struct httpd_conn *c)
 	event_free(c->ev_write);
 	if (c->ev_resume)
 		event_free(c->ev_resume);
+	if (c->ev_sgone)
+		event_free(c->ev_sgone);
 	free(c->in);
 	free(c->head);
 	free(c->body);
@@ -188,6 +200,14 @@ httpd_conn_close(struct httpd_conn *c)
 	if (c->counted) {
 		c->counted = false;
 		d->nconns--;
+	}
+	if (c->streaming) {
+		/* the producer learns it in the next loop turn, not inside its
+		 * own httpd_stream_write that may have found the socket broken */
+		c->state = HC_CLOSED;
+		if (c->ev_sgone && c->scb.gone)
+			event_active(c->ev_sgone, 0, 1);
+		return;
 	}
 	c->state = HC_CLOSED;
 	if (c->req_active && d->cb.gone)
@@ -274,6 +294,57 @@ httpd_conn_write(struct httpd_conn *c, const char *a, size_t alen, const char *b
 	event_add(c->ev_write, NULL);
 }
 
+/* Move the queued output to the front of its buffer when more has been sent
+ * than remains (a stream appends behind output still going out). */
+static void
+httpd_out_compact(struct httpd_conn *c)
+{
+	size_t left = c->out_len - c->out_pos;
+
+	if (c->out_pos > 0 && c->out_pos >= left) {
+		memmove(c->out, c->out + c->out_pos, left);
+		c->out_pos = 0;
+		c->out_len = left;
+	}
+}
+
+/* Write the pieces iov[0..n) now, or behind the queued output; queue what
+ * the socket does not take (copied: the pieces are the caller's). */
+static void
+httpd_conn_writev(struct httpd_conn *c, const struct iovec *iov, int n)
+{
+	bool was_idle = c->out_pos == c->out_len;
+	size_t done = 0;
+
+	if (was_idle) {
+		ssize_t w = writev(c->fd, iov, n);
+
+		c->out_pos = c->out_len = 0;
+		if (w < 0) {
+			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+				httpd_conn_close(c);
+				return;
+			}
+			w = 0;
+		}
+		done = (size_t)w;
+	} else {
+		httpd_out_compact(c);
+	}
+	for (int i = 0; i < n; i++) {
+		if (done >= iov[i].iov_len) {
+			done -= iov[i].iov_len;
+			continue;
+		}
+		httpd_out_append(c, (const char *)iov[i].iov_base + done, iov[i].iov_len - done);
+		done = 0;
+	}
+	if (was_idle && c->out_pos < c->out_len) {
+		c->tick = c->d->tick;
+		event_add(c->ev_write, NULL);
+	}
+}
+
 static void
 httpd_conn_write_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -288,10 +359,16 @@ httpd_conn_write_cb(evutil_socket_t fd, short what, void *arg)
 	} else if (n > 0) {
 		c->out_pos += (size_t)n;
 		c->tick = c->d->tick;
+		/* back-pressure: the producer of a stream may write again (or end
+		 * it; the storage stays while in_cb) */
+		if (c->state == HC_STREAM && c->streaming && c->scb.drained &&
+		    c->out_len - c->out_pos <= HTTPD_STREAM_LOW)
+			c->scb.drained(c->sarg);
 	}
 	if (c->fd >= 0 && c->out_pos == c->out_len) {
 		c->out_pos = c->out_len = 0;
-		httpd_shrink(&c->out, &c->out_cap);
+		if (!c->streaming)
+			httpd_shrink(&c->out, &c->out_cap);
 		event_del(c->ev_write);
 		if (c->state == HC_FLUSH) {
 			httpd_conn_finish(c);
@@ -684,55 +761,46 @@ httpd_date(struct httpd *d)
 	d->date_at = now;
 }
 
-/* httpd_reply; owned: body is from malloc and freed here (or sent from). */
-static void
-httpd_reply_body(struct httpd_conn *c, int status, const char *hdrs, size_t hlen, const char *body,
-                 size_t blen, bool close, char *owned)
+/* The reply head in c->hbuf, with room for extra bytes after it: status
+ * line, the caller's header lines, framing (a "Name: value\r\n" line or
+ * ""), Date, Connection. Returns its end. */
+static char *
+httpd_head(struct httpd_conn *c, int status, const char *hdrs, size_t hlen, const char *framing,
+           bool keep, size_t extra)
 {
 	struct httpd *d = c->d;
 	const struct http_parse_head *h = &c->req.head;
-	bool keep = !close && !c->close_after && h->keep_alive && c->state == HC_ACTIVE;
 	const char *reason = httpd_reason(status);
+	size_t flen = strlen(framing);
 	char *p;
 
-	c->req_active = false;
-	if (c->fd < 0) {
-		free(owned);
-		httpd_conn_maybe_free(c);
-		return;
-	}
 	httpd_date(d);
-	if (h->mcode == HTTP_PARSE_HEAD)
-		body = NULL; /* but its Content-Length */
 	httpd_reserve(&c->hbuf, &c->hbuf_cap,
-	              128 + strlen(reason) + hlen + d->date_len +
-	                  (body && blen <= HTTPD_COPY_BODY ? blen : 0));
+	              128 + strlen(reason) + hlen + flen + d->date_len + extra);
 	p = httpd_put(c->hbuf, h->minor == 0 ? "HTTP/1.0 " : "HTTP/1.1 ", 9);
 	p = httpd_put_uint(p, (uint64_t)(status > 0 && status < 1000 ? status : 500));
 	*p++ = ' ';
 	p = httpd_put(p, reason, strlen(reason));
 	p = httpd_put(p, "\r\n", 2);
 	p = httpd_put(p, hdrs, hlen);
-	p = httpd_put(p, "Content-Length: ", 16);
-	p = httpd_put_uint(p, blen);
-	p = httpd_put(p, "\r\n", 2);
+	p = httpd_put(p, framing, flen);
 	p = httpd_put(p, d->date, d->date_len);
 	if (!keep)
 		p = httpd_put(p, "Connection: close\r\n", 19);
 	else if (h->minor == 0)
 		p = httpd_put(p, "Connection: keep-alive\r\n", 24);
-	p = httpd_put(p, "\r\n", 2);
-	if (body == NULL) {
-		blen = 0;
-	} else if (blen <= HTTPD_COPY_BODY) {
-		/* one buffer, one write() */
-		p = httpd_put(p, body, blen);
-		blen = 0;
-	}
-	/* a body copied into the head's buffer (or none, HEAD) is done with */
-	httpd_conn_write(c, c->hbuf, (size_t)(p - c->hbuf), body, blen, blen > 0 ? owned : NULL);
-	if (blen == 0)
-		free(owned);
+	return httpd_put(p, "\r\n", 2);
+}
+
+/* The current request is answered (its reply written or queued): close
+ * after the output, or go on with the next request. defer: frame buffered
+ * requests in the next loop turn even from one of our callbacks (a stream
+ * ends from its producer's callbacks, after which ours frame nothing). */
+static void
+httpd_conn_answered(struct httpd_conn *c, bool keep, bool defer)
+{
+	struct httpd *d = c->d;
+
 	httpd_shrink(&c->body, &c->body_cap);
 	if (c->fd < 0) {
 		httpd_conn_maybe_free(c);
@@ -752,11 +820,47 @@ httpd_reply_body(struct httpd_conn *c, int status, const char *hdrs, size_t hlen
 	/* Requests already buffered (pipelined): framed in this loop turn when
 	 * the answer came from our own callback, else in the next turn, not
 	 * inside the database callback that answered. */
-	if (!c->in_cb && c->in_pos < c->in_end && c->out_pos == c->out_len) {
+	if ((defer || !c->in_cb) && c->in_pos < c->in_end && c->out_pos == c->out_len) {
 		if (c->ev_resume == NULL)
 			c->ev_resume = event_new(d->base, -1, 0, httpd_conn_resume_cb, c);
 		event_active(c->ev_resume, 0, 1);
 	}
+}
+
+/* httpd_reply; owned: body is from malloc and freed here (or sent from). */
+static void
+httpd_reply_body(struct httpd_conn *c, int status, const char *hdrs, size_t hlen, const char *body,
+                 size_t blen, bool close, char *owned)
+{
+	const struct http_parse_head *h = &c->req.head;
+	bool keep = !close && !c->close_after && h->keep_alive && c->state == HC_ACTIVE;
+	char framing[48], *p;
+
+	c->req_active = false;
+	if (c->fd < 0) {
+		free(owned);
+		httpd_conn_maybe_free(c);
+		return;
+	}
+	if (h->mcode == HTTP_PARSE_HEAD)
+		body = NULL; /* but its Content-Length */
+	p = httpd_put(framing, "Content-Length: ", 16);
+	p = httpd_put_uint(p, blen);
+	p = httpd_put(p, "\r\n", 3); /* with its NUL */
+	p = httpd_head(c, status, hdrs, hlen, framing, keep,
+	               body && blen <= HTTPD_COPY_BODY ? blen : 0);
+	if (body == NULL) {
+		blen = 0;
+	} else if (blen <= HTTPD_COPY_BODY) {
+		/* one buffer, one write() */
+		p = httpd_put(p, body, blen);
+		blen = 0;
+	}
+	/* a body copied into the head's buffer (or none, HEAD) is done with */
+	httpd_conn_write(c, c->hbuf, (size_t)(p - c->hbuf), body, blen, blen > 0 ? owned : NULL);
+	if (blen == 0)
+		free(owned);
+	httpd_conn_answered(c, keep, false);
 }
 
 void
@@ -771,6 +875,130 @@ httpd_reply_owned(struct httpd_conn *c, int status, const char *hdrs, size_t hle
                   size_t blen, bool close)
 {
 	httpd_reply_body(c, status, hdrs, hlen, body, blen, close, body);
+}
+
+/* ---- streamed replies ---- */
+
+static void
+httpd_stream_gone_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct httpd_conn *c = arg;
+
+	(void)fd;
+	(void)what;
+	c->in_cb = true;
+	if (c->streaming && c->scb.gone)
+		c->scb.gone(c->sarg); /* which ends the stream */
+	c->in_cb = false;
+	httpd_conn_maybe_free(c);
+}
+
+bool
+httpd_stream_begin(struct httpd_conn *c, int status, const char *hdrs, size_t hlen, bool close,
+                   const struct httpd_stream_cb *cb, void *arg)
+{
+	const struct http_parse_head *h = &c->req.head;
+	/* HTTP/1.0 has no chunked coding: its body ends at the close */
+	bool chunked = h->minor >= 1;
+	bool keep = chunked && !close && !c->close_after && h->keep_alive && c->state == HC_ACTIVE;
+	char *p;
+
+	if (c->fd < 0) {
+		c->req_active = false;
+		httpd_conn_maybe_free(c);
+		return false;
+	}
+	p = httpd_head(c, status, hdrs, hlen, chunked ? "Transfer-Encoding: chunked\r\n" : "", keep,
+	               0);
+	httpd_conn_write(c, c->hbuf, (size_t)(p - c->hbuf), NULL, 0, NULL);
+	if (h->mcode == HTTP_PARSE_HEAD || c->fd < 0) {
+		/* the head is the whole answer (or the client has gone) */
+		c->req_active = false;
+		httpd_conn_answered(c, keep, true);
+		return false;
+	}
+	c->state = HC_STREAM;
+	c->streaming = true;
+	c->stream_chunked = chunked;
+	c->stream_keep = keep;
+	c->scb = *cb;
+	c->sarg = arg;
+	if (c->ev_sgone == NULL)
+		c->ev_sgone = event_new(c->d->base, -1, 0, httpd_stream_gone_cb, c);
+	return true;
+}
+
+bool
+httpd_stream_writev(struct httpd_conn *c, const struct iovec *iov, int n)
+{
+	struct iovec v[HTTPD_STREAM_MAXIOV + 2];
+	char size[24];
+	size_t total = 0;
+	int k = 0;
+
+	if (!c->streaming || c->fd < 0)
+		return false;
+	if (n > HTTPD_STREAM_MAXIOV)
+		fatalx("httpd_stream_writev: %d pieces", n);
+	for (int i = 0; i < n; i++)
+		total += iov[i].iov_len;
+	if (total == 0)
+		return true; /* a chunk of size 0 would end the body */
+	if (c->stream_chunked) {
+		v[k].iov_base = size;
+		v[k++].iov_len = (size_t)snprintf(size, sizeof size, "%zx\r\n", total);
+	}
+	for (int i = 0; i < n; i++)
+		v[k++] = iov[i];
+	if (c->stream_chunked) {
+		v[k].iov_base = (void *)(uintptr_t) "\r\n";
+		v[k++].iov_len = 2;
+	}
+	httpd_conn_writev(c, v, k);
+	return c->fd >= 0;
+}
+
+bool
+httpd_stream_write(struct httpd_conn *c, const char *p, size_t n)
+{
+	struct iovec v = {(void *)(uintptr_t)p, n};
+
+	return httpd_stream_writev(c, &v, 1);
+}
+
+size_t
+httpd_stream_pending(const struct httpd_conn *c)
+{
+	return c->fd >= 0 ? c->out_len - c->out_pos : 0;
+}
+
+void
+httpd_stream_end(struct httpd_conn *c, bool ok)
+{
+	if (!c->streaming)
+		return;
+	c->streaming = false;
+	c->req_active = false;
+	if (c->ev_sgone)
+		event_del(c->ev_sgone);
+	if (c->fd >= 0 && !ok) {
+		/* a reset, not a close: an HTTP/1.0 body ends at the close, and
+		 * a chunked one must not look complete either */
+		struct linger lg = {1, 0};
+
+		(void)setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+		c->out_pos = c->out_len = 0;
+		httpd_conn_close(c);
+	}
+	if (c->fd < 0) {
+		httpd_conn_maybe_free(c);
+		return;
+	}
+	if (c->stream_chunked)
+		httpd_conn_write(c, "0\r\n\r\n", 5, NULL, 0, NULL);
+	if (c->out_pos == c->out_len)
+		httpd_shrink(&c->out, &c->out_cap);
+	httpd_conn_answered(c, c->stream_keep, true);
 }
 
 void
@@ -858,6 +1086,7 @@ httpd_tick_cb(evutil_socket_t fd, short what, void *arg)
 			expired = age >= HTTPD_LINGER_TICKS;
 			break;
 		case HC_ACTIVE:
+		case HC_STREAM:
 			/* the layer above answers; but an answer it queued must move */
 			expired = c->out_pos < c->out_len && age > (uint64_t)d->timeout;
 			break;
@@ -948,6 +1177,12 @@ httpd_free(struct httpd *d)
 	httpd_stop_listening(d);
 	while (d->conns) {
 		struct httpd_conn *c = d->conns;
+		if (c->streaming && c->scb.gone) {
+			/* its producer lets go of it (and ends it) now */
+			c->in_cb = true;
+			c->scb.gone(c->sarg);
+			c->in_cb = false;
+		}
 		if (c->fd >= 0) {
 			close(c->fd);
 			c->fd = -1;

@@ -20,6 +20,7 @@
 struct event_base;
 struct httpd;
 struct httpd_conn;
+struct iovec;
 
 /* A request as the connection layer hands it up. */
 struct httpd_request {
@@ -68,5 +69,40 @@ void httpd_reply_owned(struct httpd_conn *c, int status, const char *hdrs, size_
 /* Finish a request whose client has gone (nothing is sent). The connection
  * (and ctx) is freed on return. */
 void httpd_drop(struct httpd_conn *c);
+
+/* A streamed reply: a body produced piece by piece (large reports, R9.1:
+ * the loop never holds it whole). HTTP/1.1: "Transfer-Encoding: chunked",
+ * each write one chunk, keep-alive as usual after the end; HTTP/1.0: no
+ * framing, "Connection: close", the body ends at the close. Requests
+ * pipelined behind it wait until it ends. The producer's callbacks: */
+struct httpd_stream_cb {
+	/* The queued output fell to 256 KiB or less: write more. */
+	void (*drained)(void *arg);
+	/* The client went away (called in a loop turn of its own, never from
+	 * inside httpd_stream_write*): call httpd_stream_end and stop. */
+	void (*gone)(void *arg);
+};
+#define HTTPD_STREAM_MAXIOV 6 /* pieces of one httpd_stream_writev */
+
+/* Answer the connection's current request with a stream: status line,
+ * hdrs as for httpd_reply, the framing, Date, Connection. False when no
+ * body is wanted (HEAD: the head is the whole answer) or the client has
+ * gone: the request is then finished and c may be freed. True: write the
+ * body with httpd_stream_write*, then httpd_stream_end. */
+bool httpd_stream_begin(struct httpd_conn *c, int status, const char *hdrs, size_t hlen, bool close,
+                        const struct httpd_stream_cb *cb, void *arg);
+/* Append iov[0..n) (n <= HTTPD_STREAM_MAXIOV) as one chunk: written now
+ * from the caller's memory, and only what the socket does not take is
+ * copied. False when the client has gone (gone follows). */
+bool httpd_stream_writev(struct httpd_conn *c, const struct iovec *iov, int n);
+bool httpd_stream_write(struct httpd_conn *c, const char *p, size_t n);
+/* Bytes written but not yet taken by the socket (back-pressure: stop
+ * producing above a bound of your own, resume in drained). */
+size_t httpd_stream_pending(const struct httpd_conn *c);
+/* End the stream. ok: the final chunk (or the close, HTTP/1.0) after the
+ * queued output; !ok (an error after the head went out): the connection is
+ * reset so that the client sees a broken reply, never a complete one. c may
+ * be freed on return. */
+void httpd_stream_end(struct httpd_conn *c, bool ok);
 
 #endif
