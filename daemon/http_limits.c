@@ -231,7 +231,6 @@ limit_request_reply_cb(const struct db_result *res, void *arg, int status)
 	struct http_req *r = arg;
 	const PGresult *pg;
 
-	/* on creation nothing was inserted when the account does not exist */
 	pg = http_result_found(r, res, -1,
 	                       status == 201 ? "account not found" : "limit request not found");
 	if (pg == NULL)
@@ -278,13 +277,12 @@ http_limits_request_create(struct http_req *r)
 	    rid,      id,   ext, lb.set_m ? "t" : "f", nz(lb.m),      lb.set_t ? "t" : "f",
 	    nz(lb.t), note, now, http_req_actor(r),    http_req_id(r)};
 	struct db_batch *b = db_batch_new();
-	db_batch_add(
-	    b,
-	    "INSERT INTO limit_requests (id, account_id, set_monthly, monthly_limit, set_total, "
-	    "total_limit, note, created_at, created_by) "
-	    "SELECT $1::uuid, a.id, $4, $5::bigint, $6, $7::bigint, $8, creditd_ts($9), $10 "
-	    "FROM accounts a WHERE a.id = $2::uuid OR a.external_ref = $3",
-	    10, p);
+	/* 404 without the account; 422 invalid_state for a terminated one, as
+	 * every other write to it (R4.7: it could never be approved; sql/0035) */
+	db_batch_add(b,
+	             "SELECT creditd_limit_request_create($1::uuid, $2::uuid, $3, $4::boolean, "
+	             "$5::bigint, $6::boolean, $7::bigint, $8, creditd_ts($9), $10)",
+	             10, p);
 	const char *pa[] = {rid, now, http_req_actor(r), http_req_id(r)};
 	db_batch_add(
 	    b,

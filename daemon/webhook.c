@@ -14,9 +14,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/random.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "app.h"
+#include "backoff.h"
 #include "build_config.h"
 #include "clock.h"
 #include "config.h"
@@ -34,6 +37,11 @@
 #define MAX_RESPONSE_HEADERS 16384
 #define ERROR_LEN 160
 #define SIGNATURE_LEN (7 + 2 * 32 + 1) /* "sha256=" + hex + NUL */
+/* Retry delays (R8.2): the ceiling doubles from 1 s up to
+ * webhook.max_backoff_seconds; the delay is a random point of its upper half
+ * (common/backoff.h), never below 0.5 s */
+#define BACKOFF_BASE_MS 1000
+#define BACKOFF_MIN_MS 500
 
 enum webhook_state {
 	WEBHOOK_DISABLED, /* no (usable) URL configured */
@@ -55,10 +63,12 @@ struct slot {
 	struct evhttp_connection *conn; /* kept alive between deliveries */
 	unsigned conn_gen;              /* URL generation conn was made for */
 	struct event *ev_deadline;
-	char id[24];     /* notification id */
-	int status;      /* HTTP status; 0 = no answer */
-	int head_status; /* status line of an answer whose head was read; 0 = none */
-	bool cancelled;  /* stopped at shutdown; the claim is being released */
+	char id[24];      /* notification id */
+	int status;       /* HTTP status; 0 = no answer */
+	int head_status;  /* status line of an answer whose head was read; 0 = none */
+	bool cancelled;   /* stopped at shutdown; the claim is being released */
+	int attempts;     /* failed attempts before this one, as claimed */
+	int64_t delay_ms; /* after a failure: until the next attempt */
 	char error[ERROR_LEN];
 };
 
@@ -94,6 +104,8 @@ struct webhook {
 	int64_t pending;      /* undelivered, not given up: last count */
 	int64_t dead;         /* given up, in the outbox: last count */
 	int64_t last_success; /* unix seconds; 0 = never */
+
+	uint64_t rng; /* backoff_rand state: the retry delays' jitter */
 };
 
 static void webhook_kick(struct webhook *wh);
@@ -445,6 +457,7 @@ slot_send(struct slot *s, const PGresult *pg, int row)
 	size_t blen = strlen(body);
 
 	snprintf(s->id, sizeof s->id, "%s", PQgetvalue(pg, row, col(pg, "id")));
+	s->attempts = atoi(PQgetvalue(pg, row, col(pg, "attempts")));
 	snprintf(ts, sizeof ts, "%" PRId64, clock_wall() / INT64_C(1000000));
 	snprintf(len, sizeof len, "%zu", blen);
 	webhook_sign(wh->app->cfg->webhook_secret, ts, body, sig);
@@ -518,8 +531,10 @@ slot_recorded_cb(const struct db_result *res, void *arg)
 			log_warnx("webhook: notification %s: gave up after %s attempts (%s)", s->id,
 			          PQgetvalue(pg, 0, 1), s->error);
 		} else if (PQntuples(pg) == 1) {
-			log_warnx("webhook: notification %s attempt %s failed (%s); next in %s s",
-			          s->id, PQgetvalue(pg, 0, 1), s->error, PQgetvalue(pg, 0, 2));
+			log_warnx("webhook: notification %s attempt %s failed (%s); next in "
+			          "%" PRId64 ".%03" PRId64 " s",
+			          s->id, PQgetvalue(pg, 0, 1), s->error, s->delay_ms / 1000,
+			          s->delay_ms % 1000);
 		}
 	}
 	s->state = SLOT_IDLE;
@@ -531,16 +546,15 @@ static const char webhook_delivered_sql[] =
     "UPDATE notifications SET delivered_at = now(), attempts = attempts + 1, "
     "next_attempt_at = NULL WHERE id = $1::bigint AND delivered_at IS NULL";
 
-/* Backoff: min(max_backoff, 2^(attempts before this one)) seconds. */
+/* Backoff: $4 ms, the jittered delay of slot_record (R8.2). */
 static const char webhook_failed_sql[] =
     "UPDATE notifications SET attempts = attempts + 1, "
     "last_error = CASE WHEN attempts + 1 >= $3::int "
     "  THEN 'gave up after ' || (attempts + 1) || ' attempts: ' || $2 ELSE $2 END, "
     "next_attempt_at = CASE WHEN attempts + 1 >= $3::int THEN 'infinity'::timestamptz "
-    "  ELSE now() + make_interval(secs => least($4::int, power(2, least(attempts, 30)))) END "
+    "  ELSE now() + $4::bigint * interval '1 millisecond' END "
     "WHERE id = $1::bigint AND delivered_at IS NULL "
-    "RETURNING next_attempt_at = 'infinity', attempts, CASE WHEN next_attempt_at <> "
-    "'infinity' THEN round(extract(epoch FROM next_attempt_at - now())) END";
+    "RETURNING next_attempt_at = 'infinity', attempts";
 
 static void
 slot_record(struct slot *s)
@@ -555,10 +569,15 @@ slot_record(struct slot *s)
 		wh->last_success = clock_wall() / INT64_C(1000000);
 		db_batch_add(b, webhook_delivered_sql, 1, p);
 	} else {
-		char max[16], backoff[16];
+		/* R8.2: exponential, with jitter so that deliveries that failed
+		 * together (a receiver down) are not retried in lock-step */
+		const struct backoff bo = {BACKOFF_BASE_MS, BACKOFF_MIN_MS,
+		                           (int64_t)cfg->webhook_max_backoff_seconds * 1000};
+		char max[16], delay[24];
+		s->delay_ms = backoff_delay_ms(&bo, s->attempts, backoff_rand(&wh->rng));
 		snprintf(max, sizeof max, "%d", cfg->webhook_max_attempts);
-		snprintf(backoff, sizeof backoff, "%d", cfg->webhook_max_backoff_seconds);
-		const char *p[] = {s->id, s->error, max, backoff};
+		snprintf(delay, sizeof delay, "%" PRId64, s->delay_ms);
+		const char *p[] = {s->id, s->error, max, delay};
 		wh->failures++;
 		db_batch_add(b, webhook_failed_sql, 4, p);
 	}
@@ -623,7 +642,7 @@ static const char webhook_claim_sql[] =
     "  SET next_attempt_at = now() + make_interval(secs => $2::int) FROM due"
     "  WHERE n.id = due.id AND n.delivered_at IS NULL"
     "  AND (n.next_attempt_at IS NULL OR n.next_attempt_at <= now())"
-    "  RETURNING n.id, n.kind, n.account_id, creditd_us(n.created_at) AS created_us,"
+    "  RETURNING n.id, n.kind, n.account_id, n.attempts, creditd_us(n.created_at) AS created_us,"
     "  creditd_payload_out(n.payload, n.account_id) AS payload) "
     "SELECT * FROM claimed ORDER BY id";
 
@@ -797,6 +816,9 @@ webhook_new(struct app *app)
 
 	wh->app = app;
 	wh->state = WEBHOOK_DISABLED;
+	/* a seed of its own per daemon: several daemons' retries spread too */
+	if (getrandom(&wh->rng, sizeof wh->rng, GRND_NONBLOCK) != (ssize_t)sizeof wh->rng)
+		wh->rng = (uint64_t)clock_wall() ^ ((uint64_t)getpid() << 32);
 	wh->ev_poll = event_new(app->base, -1, EV_PERSIST, webhook_tick_cb, wh);
 	wh->ev_step = event_new(app->base, -1, 0, webhook_step_cb, wh);
 	for (int i = 0; i < WEBHOOK_MAX_INFLIGHT; i++) {

@@ -231,9 +231,11 @@ class Payloads(harness.DaemonTestCase):
         self.expect("limit.changed", T0, dict(base, change=None, monthly_limit="300",
                                               total_limit="1000",
                                               reason="limit request: season"))
+        # (the change it created, by reason: filled in below; sql/0035)
         self.expect("limit_request.decided", T0,
                     dict(base, request=q1, status="approved", applied=True,
-                         effective_at="2026-01-05T09:00:00Z"))
+                         effective_at="2026-01-05T09:00:00Z",
+                         change="limit request: season", changes=["limit request: season"]))
         # ... and one declined; a decline without a reason is refused first
         r = self.request("POST", self.path("/limit-requests"),
                          {"total_limit": "5000", "note": "more"}, token="finance")
@@ -267,7 +269,7 @@ class Payloads(harness.DaemonTestCase):
                          ("INV-2026-000001", "100.50", "2026-02-01", "2026-02-01"), inv1)
         self.expect("invoice.issued", "2026-02-01T01:00:00Z",
                     dict(base, invoice=inv1["id"], number="INV-2026-000001", period="2026-01",
-                         total="100.50", currency="EUR", issue_date="2026-02-01",
+                         kind="monthly", total="100.50", currency="EUR", issue_date="2026-02-01",
                          due_date="2026-02-01"))
 
         # a payment of 40.25, received at 00:30:00.5 Berlin on 1 Feb; POSTed
@@ -372,7 +374,10 @@ class Payloads(harness.DaemonTestCase):
             if c["status"] in ("applied", "scheduled"):
                 by_reason[c["reason"]] = c["id"]
         for kind, _, payload in self.expected:
-            if "change" in payload:
+            if kind == "limit_request.decided" and "change" in payload:
+                payload["change"] = by_reason[payload["change"]]
+                payload["changes"] = [by_reason[r] for r in payload["changes"]]
+            elif "change" in payload:
                 payload["change"] = by_reason[payload["reason"]]
         cls.items = self.notifications(REF)
         # R8.2: everything reaches the webhook

@@ -5,7 +5,8 @@ test_webhook.py covers the happy path, 503 retries, a hanging receiver,
 giving up, URL reload and SIGTERM. This file checks what it does not, with
 exact values: the bytes on the wire (one Content-Length, Host, signature over
 the exact body with non-ASCII text), redirects are not followed and are not a
-delivery, the backoff sequence min(max_backoff, 2^(attempts-1)), a 2xx whose
+delivery, the backoff ceilings min(max_backoff, 2^(attempts-1)) with their
+jitter (a delay in [ceiling / 2, ceiling], common/backoff.h), a 2xx whose
 answer is larger than the daemon reads, host names and IPv6 literals, a
 refused connection, the secret and URL never in the log or /metrics, a
 SIGKILL between send and mark (the lease), and two daemons against one
@@ -272,11 +273,13 @@ class AuditWebhook(harness.DaemonTestCase):
                          (True, 2, "HTTP 302"), row)
 
     def test_03_backoff_doubles_up_to_the_cap_then_gives_up(self):
-        # max_backoff_seconds = 2, max_attempts = 4, always 500:
-        # attempt 1 fails -> next in min(2, 2^0) = 1 s
+        # max_backoff_seconds = 2, max_attempts = 4, always 500; the ceilings:
+        # attempt 1 fails -> next within min(2, 2^0) = 1 s
         # attempt 2       -> min(2, 2^1) = 2 s
         # attempt 3       -> min(2, 2^2) = 2 s (capped)
         # attempt 4       -> given up (next_attempt_at = infinity)
+        # and each delay a random point in [ceiling / 2, ceiling] (jitter,
+        # sql/0035 and common/backoff.h; test_backoff has exact values)
         self.configure(webhook_config(max_backoff_seconds=2, max_attempts=4))
         try:
             RECEIVER.reset(lambda rec: (500, [], b"no"))
@@ -287,14 +290,16 @@ class AuditWebhook(harness.DaemonTestCase):
             self.daemon.wait_log(rf"notification {item['id']}: gave up after 4 attempts",
                                  start=offset, timeout=30)
             log = self.daemon.log_text_since(offset)
-            waits = [int(m) for m in re.findall(
-                rf"notification {item['id']} attempt \d+ failed \(HTTP 500\); next in (\d+) s",
-                log)]
-            self.assertEqual(waits, [1, 2, 2], log)
+            waits = [float(m) for m in re.findall(
+                rf"notification {item['id']} attempt \d+ failed \(HTTP 500\); "
+                r"next in (\d+\.\d{3}) s", log)]
+            self.assertEqual(len(waits), 3, log)
+            for wait, ceiling in zip(waits, [1, 2, 2]):
+                self.assertTrue(ceiling / 2 <= wait <= ceiling, waits)
             reqs = [r for r in RECEIVER.snapshot() if r["delivery"] == str(item["id"])]
             self.assertEqual(len(reqs), 4)
             gaps = [b["received"] - a["received"] for a, b in zip(reqs, reqs[1:])]
-            for gap, want in zip(gaps, [1, 2, 2]):
+            for gap, want in zip(gaps, waits):
                 # at least the backoff; at most backoff + one poll period + slack
                 self.assertGreaterEqual(gap, want - 0.05, gaps)
                 self.assertLess(gap, want + 1.9, gaps)
