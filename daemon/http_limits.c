@@ -222,6 +222,9 @@ limit_request_json(const PGresult *pg, int row)
 	json_object_set_new(o, "created_at", j_ts_col(pg, row, col(pg, "created_us")));
 	json_object_set_new(o, "decided_at", j_ts_col(pg, row, col(pg, "decided_us")));
 	json_object_set_new(o, "decided_by", j_text_col(pg, row, col(pg, "decided_by")));
+	/* R4.7 with R4.6: the limit change an approval made (as the
+	 * limit_request.decided notification's "change", sql/0035) */
+	json_object_set_new(o, "change", j_int_col(pg, row, col(pg, "change_id")));
 	return o;
 }
 

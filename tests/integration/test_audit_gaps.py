@@ -155,10 +155,13 @@ class Gaps(harness.DaemonTestCase):
         (sch,) = [n["payload"] for n in self.notifications("G-REQ", "limit.change_scheduled")
                   if n["payload"]["change"] == p["change"]]
         self.assertEqual(sch["effective_at"], eff, sch)
-        # the request records the same change
+        # the request records the same change, and GET shows it
         got = self.psql(f"SELECT change_id FROM limit_requests "
                         f"WHERE id = '{p['request']}'").strip()
         self.assertEqual(got, str(p["change"]))
+        r = self.request("GET", f"/v1/limit-requests/{p['request']}", token="read")
+        self.assertStatus(r, 200)
+        self.assertEqual((r.json["status"], r.json["change"]), ("approved", p["change"]), r.text)
 
         # an approval that supersedes part of a scheduled change: what that
         # change said about the other limit is scheduled again (same reason,
@@ -189,6 +192,9 @@ class Gaps(harness.DaemonTestCase):
                 if n["payload"]["request"] == q]
         self.assertEqual(d["status"], "declined", d)
         self.assertNotIn("change", d)
+        r = self.request("GET", f"/v1/limit-requests/{q}", token="read")
+        self.assertStatus(r, 200)
+        self.assertEqual((r.json["status"], r.json["change"]), ("declined", None), r.text)
 
     # 3. was a gap: 201 for a request that could never be approved
     def test_03_no_limit_request_for_a_terminated_account(self):
