@@ -188,31 +188,47 @@ http_req_json_object(struct http_req *r)
 
 /* ---- replies ---- */
 
+/* End the request answered with status (metrics, the debug log; how: ""
+ * or " (streamed)"): r is not to be used for another answer. False when the
+ * client has gone (the connection is dropped); true when the answer is to
+ * be written: *close tells whether the connection closes after it. */
+static bool
+http_req_finish(struct http_req *r, int status, const char *how, bool *close)
+{
+	struct http_server *s = r->srv;
+	struct httpd_conn *conn = r->conn;
+	int64_t usec = clock_monotonic() - r->started;
+
+	*close = r->close || s->app->draining;
+	metrics_observe_request(s->app->metrics, r->route, status, usec);
+	if (log_enabled(LOG_LEVEL_DEBUG))
+		log_req(LOG_LEVEL_DEBUG, r->rid, "%s -> %d%s in %" PRId64 " us",
+		        r->route >= 0 ? s->routes[r->route].name : "?", status, how, usec);
+	http_req_release(r);
+	r->answered = true;
+	s->active--;
+	if (r->orphaned) {
+		log_req(LOG_LEVEL_INFO, r->rid, "client went away; reply %d dropped", status);
+		httpd_drop(conn);
+		return false;
+	}
+	http_reply_add_header(r, "X-Request-Id", r->rid);
+	return true;
+}
+
 /* Send the reply with body[0..len) and end the request: r's storage may be
  * freed on return (httpd_reply, httpd_drop). owned: body is from malloc and
  * is freed (or sent from and then freed) by httpd. */
 static void
 http_send_body(struct http_req *r, int status, const char *body, size_t len, char *owned)
 {
-	struct http_server *s = r->srv;
 	struct httpd_conn *conn = r->conn;
-	int64_t usec = clock_monotonic() - r->started;
-	bool close = r->close || s->app->draining;
+	bool close;
 
-	metrics_observe_request(s->app->metrics, r->route, status, usec);
-	if (log_enabled(LOG_LEVEL_DEBUG))
-		log_req(LOG_LEVEL_DEBUG, r->rid, "%s -> %d in %" PRId64 " us",
-		        r->route >= 0 ? s->routes[r->route].name : "?", status, usec);
-	http_req_release(r);
-	r->answered = true;
-	s->active--;
-	if (r->orphaned) {
-		log_req(LOG_LEVEL_INFO, r->rid, "client went away; reply %d dropped", status);
+	if (!http_req_finish(r, status, "", &close)) {
 		free(owned);
-		httpd_drop(conn);
 		return;
 	}
-	http_reply_add_header(r, "X-Request-Id", r->rid);
 	if (owned != NULL)
 		httpd_reply_owned(conn, status, r->hdrs, r->hlen, owned, len, close);
 	else
@@ -346,25 +362,12 @@ struct httpd_conn *
 http_reply_stream(struct http_req *r, int status, const char *content_type,
                   const struct httpd_stream_cb *cb, void *arg)
 {
-	struct http_server *s = r->srv;
 	struct httpd_conn *conn = r->conn;
-	int64_t usec = clock_monotonic() - r->started;
-	bool close = r->close || s->app->draining;
+	bool close;
 
-	metrics_observe_request(s->app->metrics, r->route, status, usec);
-	if (log_enabled(LOG_LEVEL_DEBUG))
-		log_req(LOG_LEVEL_DEBUG, r->rid, "%s -> %d (streamed) in %" PRId64 " us",
-		        r->route >= 0 ? s->routes[r->route].name : "?", status, usec);
-	http_req_release(r);
-	r->answered = true;
-	s->active--;
-	if (r->orphaned) {
-		log_req(LOG_LEVEL_INFO, r->rid, "client went away; reply %d dropped", status);
-		httpd_drop(conn);
-		return NULL;
-	}
 	http_reply_add_header(r, "Content-Type", content_type);
-	http_reply_add_header(r, "X-Request-Id", r->rid);
+	if (!http_req_finish(r, status, " (streamed)", &close))
+		return NULL;
 	return httpd_stream_begin(conn, status, r->hdrs, r->hlen, close, cb, arg) ? conn : NULL;
 }
 
