@@ -28,8 +28,10 @@ Defects found:
   test_09/test_12: a reactivation scheduled before the termination took
     effect after it (history row "reactivation", `inactivity` removed from
     a terminated account): fixed in sql/0036_audit_termination.sql.
-  test_11b (expected failure): the rest of the termination month's
-    interest is posted by the next run as "interest_correction".
+  test_11b: the rest of the termination month's interest was posted by
+    the next run as "interest_correction": fixed in
+    sql/0037_interest_after_final.sql (test_11c: a later backdated change
+    of that month is a correction again).
 
 Interest (R6.3): rate 10 %, a day = principal x 0.10 / 365; a payment's
 day bears interest on the paid amount ("up to and including the day of
@@ -410,18 +412,12 @@ class AuditTermination(harness.DaemonTestCase):
         self.assertEqual(self.invoices("TX-2"), [])
         self.assertEqual(len(self.invoices("TX-3")), 1)
 
-    # defect: the final invoice posts the termination month's interest
-    # through the termination day; the rest of that month, accrued on the
-    # debt afterwards, is then posted by the next run as an
-    # "interest_correction" ("Interest correction 2026-03 on INV-..."),
-    # although no backdated payment or reversal changed anything (R6.4):
-    # it is plain late-payment interest for 11..31 March. (fix needed in
-    # SQL not owned here: interest_accruals.posted_any, set by
-    # creditd_invoice_interest_lines (0011) for the final invoice's partial
-    # month, is what the run (creditd_invoice_chunk_lane, 0035), the daily
-    # job's accrued figure (0012) and creditd_refresh_accrued (0009) read as
-    # "posted before")
-    @unittest.expectedFailure
+    # (defect, fixed in 0037) the final invoice posts the termination
+    # month's interest through the termination day; the rest of that
+    # month, accrued on the debt afterwards, was then posted by the next run
+    # as an "interest_correction" ("Interest correction 2026-03 on
+    # INV-..."), although no backdated payment or reversal changed anything
+    # (R6.4): it is plain late-payment interest for 11..31 March
     def test_11b_rest_of_the_termination_month_is_interest_not_a_correction(self):
         inv = self.inv[("TX-1", "2026-03")]
         jan, feb, fin = (self.inv[("TX-1", "2026-01")], self.inv[("TX-1", "2026-02")],
@@ -432,6 +428,36 @@ class AuditTermination(harness.DaemonTestCase):
             ("interest", "2026-03", "0.29", "Late-payment interest 2026-03 on " + feb["number"]),
             ("interest", "2026-03", "0.17", "Late-payment interest 2026-03 on " + fin["number"]),
         ]), inv)
+
+    def test_11c_a_later_backdated_payment_corrects_the_termination_month(self):
+        # after the rest of March is posted, a payment of 10 received
+        # 03-20 (a late bank statement) changes March: that is a correction
+        # (R6.4), on the next run's invoice (period 2026-04)
+        jan, feb, fin, mar = (self.inv[("TX-1", "2026-01")], self.inv[("TX-1", "2026-02")],
+                              self.inv[("TX-1", "final")], self.inv[("TX-1", "2026-03")])
+        r = self.request("POST", "/v1/payments",
+                         {"id": harness.uid(), "account": "ext:TX-1", "amount": "10",
+                          "received_at": "2026-03-20T09:00:00Z", "reference": "late"},
+                         token="finance")
+        body = self.ok(r, 201)
+        self.assertEqual([(x["invoice_id"], x["amount"]) for x in body["allocations"]],
+                         [(jan["id"], "10")], body)
+        self.move("2026-05-01T03:00:00Z")
+        (apr,) = [i for i in self.invoices("TX-1") if i["period"] == "2026-04"]
+        apr = self.invoice(apr["id"])
+        # March on January: 8 days at 100, 12 at 80 (03-20 is the payment's
+        # day), 11 at 70 = 2530 x 0.10 / 365 = 0.693151 -> 0.69; posted
+        # 0.26 + 0.46 = 0.72: -0.03. April (30 days): January 70 -> 0.58,
+        # February 50 -> 0.41, final 30 -> 0.25, March's invoice (due
+        # 04-01) 2.50 for 29 days -> 0.02
+        self.assertEqual(sorted(self.lines(apr)), sorted([
+            ("interest_correction", "2026-03", "-0.03",
+             "Interest correction 2026-03 on " + jan["number"]),
+            ("interest", "2026-04", "0.58", "Late-payment interest 2026-04 on " + jan["number"]),
+            ("interest", "2026-04", "0.41", "Late-payment interest 2026-04 on " + feb["number"]),
+            ("interest", "2026-04", "0.25", "Late-payment interest 2026-04 on " + fin["number"]),
+            ("interest", "2026-04", "0.02", "Late-payment interest 2026-04 on " + mar["number"]),
+        ]), apr)
 
     def test_12_nothing_changes_the_terminated_accounts_later(self):
         # past two months without events for TX-1 (last 03-10): no
