@@ -42,6 +42,7 @@ import fcntl
 import glob
 import hashlib
 import http.client
+import http.server
 import json
 import os
 import pwd
@@ -1255,3 +1256,52 @@ def main(argv: list[str] | None = None) -> None:
         sys.stderr.write("no tests ran\n")
         sys.exit(1)
     sys.exit(0)
+
+
+class WebhookReceiver:
+    """A webhook endpoint on loopback (R8.2): records every POST (body,
+    X-Creditd-* headers, Content-Type, arrival time) and answers
+    self.status (200 unless a test changes it under self.lock)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.status = 200
+        self.requests: list[dict] = []
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, fmt, *args):  # quiet
+                pass
+
+            def do_POST(self):  # noqa: N802
+                n = int(self.headers.get("Content-Length", "0"))
+                body = self.rfile.read(n)
+                with receiver.lock:
+                    receiver.requests.append({
+                        "body": body, "ts": self.headers.get("X-Creditd-Timestamp", ""),
+                        "sig": self.headers.get("X-Creditd-Signature", ""),
+                        "delivery": self.headers.get("X-Creditd-Delivery"),
+                        "content_type": self.headers.get("Content-Type"),
+                        "received": time.time()})
+                    status = receiver.status
+                self.send_response(status)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+
+    def snapshot(self) -> list[dict]:
+        with self.lock:
+            return list(self.requests)
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -17,9 +17,7 @@ Billing zone UTC; the invoice run on the 1st at 02:00. Tests run in name
 order (the webhook receiver answers 200 except in test_04)."""
 
 import datetime
-import http.server
 import re
-import threading
 import time
 import urllib.parse
 
@@ -29,45 +27,7 @@ T0 = "2026-03-02T09:00:00Z"
 SECRET = "gaps-webhook-secret"
 
 
-class Receiver:
-    """Answers every POST with self.status; records the delivery ids."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.status = 200
-        self.deliveries: list[str] = []
-        receiver = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def log_message(self, fmt, *args):  # quiet
-                pass
-
-            def do_POST(self):  # noqa: N802
-                n = int(self.headers.get("Content-Length", "0"))
-                self.rfile.read(n)
-                with receiver.lock:
-                    receiver.deliveries.append(self.headers.get("X-Creditd-Delivery", ""))
-                    status = receiver.status
-                self.send_response(status)
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"ok")
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-RECEIVER = Receiver()
+RECEIVER = harness.WebhookReceiver()
 
 
 def tearDownModule():  # noqa: N802

@@ -35,10 +35,8 @@ Tests run in name order; test_00 builds the timeline, the others check it.
 
 import hashlib
 import hmac
-import http.server
 import json
 import re
-import threading
 import time
 import unittest
 import urllib.parse
@@ -61,52 +59,7 @@ AMOUNT_KEYS = {"amount", "total", "balance", "usage", "exposure", "limit_amount"
 uid = harness.uid
 
 
-class Receiver:
-    """Records signed POSTs (as test_webhook.py's receiver), answers 200."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.requests: list[dict] = []
-        receiver = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def log_message(self, fmt, *args):  # quiet
-                pass
-
-            def do_POST(self):  # noqa: N802
-                n = int(self.headers.get("Content-Length", "0"))
-                body = self.rfile.read(n)
-                with receiver.lock:
-                    receiver.requests.append({
-                        "body": body, "ts": self.headers.get("X-Creditd-Timestamp", ""),
-                        "sig": self.headers.get("X-Creditd-Signature", ""),
-                        "delivery": self.headers.get("X-Creditd-Delivery"),
-                        "content_type": self.headers.get("Content-Type"),
-                        "received": time.time()})
-                self.send_response(200)
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"ok")
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-
-    def snapshot(self) -> list[dict]:
-        with self.lock:
-            return list(self.requests)
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-RECEIVER = Receiver()
+RECEIVER = harness.WebhookReceiver()
 
 
 def tearDownModule():  # noqa: N802

@@ -496,15 +496,15 @@ class AuditTermination(harness.DaemonTestCase):
         self.assertEqual([h["cause"] for h in self.history("TX-6")], ["terminated", "created"])
 
 
-class BeforeTheRun(unittest.TestCase):
-    """A termination on the 1st between the month's end and the invoice run
-    (00:05 daily job, 01:00 termination, 02:00 run): February was never
-    invoiced. BR-1: EUR, CH, 10 %; January usage 100.00 (invoice due
-    02-16, unpaid), February usage 50.00."""
+class OwnDaemon(unittest.TestCase):
+    """A class with a daemon of its own, started with ENV (harness.start_env
+    keywords); req() retries a 503 (the cache reloads after a clock move)."""
+
+    ENV: dict = {}
 
     @classmethod
     def setUpClass(cls):
-        cls.env = harness.start_env(test_clock="2026-01-20T10:00:00Z")
+        cls.env = harness.start_env(**cls.ENV)
         cls.d = cls.env.daemon
 
     @classmethod
@@ -519,6 +519,15 @@ class BeforeTheRun(unittest.TestCase):
             time.sleep(0.05)
         self.assertEqual(r.status, status, r.text)
         return r.json
+
+
+class BeforeTheRun(OwnDaemon):
+    """A termination on the 1st between the month's end and the invoice run
+    (00:05 daily job, 01:00 termination, 02:00 run): February was never
+    invoiced. BR-1: EUR, CH, 10 %; January usage 100.00 (invoice due
+    02-16, unpaid), February usage 50.00."""
+
+    ENV = {"test_clock": "2026-01-20T10:00:00Z"}
 
     def invoices(self):
         return sorted(self.req("GET", "/v1/invoices?account=ext:BR-1", token="read")["items"],
@@ -568,31 +577,15 @@ class BeforeTheRun(unittest.TestCase):
 
 
 
-class NewYork(unittest.TestCase):
+class NewYork(OwnDaemon):
     """R5.6's refund window in the billing zone (America/New_York; summer
     time starts on Sunday 8 March 2026). NY-1 (USD): March usage 10.00;
     100 received 2026-03-02T04:30Z (1 March 23:30 EST) and 50 received
     03-02T05:00Z (2 March 00:00 EST); terminated 03-10T03:00Z = 9 March
     23:00 EDT: termination day 9 March, window from 2 March 00:00 local."""
 
-    @classmethod
-    def setUpClass(cls):
-        cls.env = harness.start_env(config={"billing": {"timezone": "America/New_York"}},
-                                    test_clock="2026-03-02T12:00:00Z")
-        cls.d = cls.env.daemon
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.env.close()
-
-    def req(self, method, path, body=None, token="admin", status=200):
-        for _ in range(200):
-            r = self.d.request(method, path, body, token=token)
-            if r.status != 503:
-                break
-            time.sleep(0.05)
-        self.assertEqual(r.status, status, r.text)
-        return r.json
+    ENV = {"config": {"billing": {"timezone": "America/New_York"}},
+           "test_clock": "2026-03-02T12:00:00Z"}
 
     def test_refund_window_and_bounce_in_the_billing_zone(self):
         self.req("POST", "/v1/accounts", {"external_ref": "NY-1", "name": "New York",
