@@ -2,18 +2,20 @@
 #include "issuer.h"
 
 #include <event2/event.h>
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "app.h"
+#include "backoff.h"
 #include "config.h"
 #include "db.h"
 #include "log.h"
 #include "xmalloc.h"
 
 #define NFIELDS 5
-#define BACKOFF_FIRST_MS 1000
-#define BACKOFF_MAX_MS 30000
+/* retries of a failed write: 1 s, doubling up to 30 s (common/backoff.h) */
+static const struct backoff issuer_backoff = {1000, 1000, 30000};
 
 /* Only when the row differs (a restart with the same [issuer] writes
  * nothing); returns a row when it wrote, with the name it replaced (NULL
@@ -49,7 +51,7 @@ struct issuer {
 	void *done_arg;
 	struct issuer_write *write; /* the write in flight */
 	struct event *timer;        /* backoff */
-	int backoff_ms;
+	int failures;               /* failed writes since the last that committed */
 };
 
 static void issuer_write(struct issuer *is);
@@ -71,12 +73,6 @@ issuer_config_value(const struct config *cfg, int i)
 	}
 }
 
-static void
-issuer_set_state(struct issuer *is, enum issuer_state state)
-{
-	is->state = state;
-}
-
 /* The running configuration differs from what was last written. */
 static bool
 issuer_changed(const struct issuer *is)
@@ -92,16 +88,14 @@ issuer_changed(const struct issuer *is)
 static void
 issuer_retry_later(struct issuer *is, const char *why)
 {
-	struct timeval tv = {is->backoff_ms / 1000, (is->backoff_ms % 1000) * 1000};
+	int64_t ms = backoff_ceiling_ms(&issuer_backoff, is->failures++);
+	struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
 
-	log_warnx("issuer: cannot write the invoice issuer: %s; retrying in %d ms%s",
-	          why != NULL ? why : "unknown error", is->backoff_ms,
+	log_warnx("issuer: cannot write the invoice issuer: %s; retrying in %" PRId64 " ms%s",
+	          why != NULL ? why : "unknown error", ms,
 	          is->written_once ? "" : " (the invoice jobs wait for it, R5.5)");
-	issuer_set_state(is, ISSUER_BACKOFF);
+	is->state = ISSUER_BACKOFF;
 	evtimer_add(is->timer, &tv);
-	is->backoff_ms *= 2;
-	if (is->backoff_ms > BACKOFF_MAX_MS)
-		is->backoff_ms = BACKOFF_MAX_MS;
 }
 
 static void
@@ -119,8 +113,8 @@ issuer_written_cb(const struct db_result *res, void *arg)
 		issuer_retry_later(is, db_result_error(res));
 		return;
 	}
-	issuer_set_state(is, ISSUER_WRITTEN);
-	is->backoff_ms = BACKOFF_FIRST_MS;
+	is->state = ISSUER_WRITTEN;
+	is->failures = 0;
 	pg = db_result_get(res, 0);
 	if (PQntuples(pg) == 1) {
 		/* R9.2: with several daemons the last to start or reload wins;
@@ -171,7 +165,7 @@ issuer_write(struct issuer *is)
 		return;
 	}
 	is->write = w;
-	issuer_set_state(is, ISSUER_WRITING);
+	is->state = ISSUER_WRITING;
 }
 
 static void
@@ -191,7 +185,6 @@ issuer_new(struct app *app)
 
 	is->app = app;
 	is->state = ISSUER_IDLE;
-	is->backoff_ms = BACKOFF_FIRST_MS;
 	is->timer = evtimer_new(app->base, issuer_timer_cb, is);
 	return is;
 }
