@@ -268,6 +268,21 @@ exposure_start(struct exposure *x)
 	return exposure_write(x, &v, 1);
 }
 
+/* JSON: the end of the items and the start of the totals, once, into v[0];
+ * returns the pieces put there (0 or 1). */
+static int
+exposure_mid(struct exposure *x, struct iovec *v)
+{
+	static const char mid[] = "],\"totals\":";
+
+	if (x->mid || x->csv)
+		return 0;
+	x->mid = true;
+	v[0].iov_base = (void *)(uintptr_t)mid;
+	v[0].iov_len = sizeof mid - 1;
+	return 1;
+}
+
 /* Rows (part, o, text) as they come: a page of accounts or the totals. */
 static void
 exposure_rows(struct db_rows *rows, const PGresult *pg, void *arg)
@@ -287,10 +302,8 @@ exposure_rows(struct db_rows *rows, const PGresult *pg, void *arg)
 				v[n++].iov_len = 1;
 			}
 			x->item = true;
-		} else if (!x->mid && !x->csv) {
-			v[n].iov_base = (void *)(uintptr_t) "],\"totals\":";
-			v[n++].iov_len = 11;
-			x->mid = true;
+		} else {
+			n = exposure_mid(x, v);
 		}
 		v[n].iov_base = PQgetvalue(pg, i, 2);
 		v[n++].iov_len = (size_t)PQgetlength(pg, i, 2);
@@ -328,10 +341,7 @@ exposure_cb(const struct db_result *res, void *arg)
 	}
 	if (exposure_start(x)) {
 		if (!x->csv) {
-			if (!x->mid) {
-				v[n].iov_base = (void *)(uintptr_t) "],\"totals\":";
-				v[n++].iov_len = 11;
-			}
+			n = exposure_mid(x, v);
 			v[n].iov_base = (void *)(uintptr_t) "}\n";
 			v[n++].iov_len = 2;
 		}
