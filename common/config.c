@@ -678,18 +678,6 @@ valid_token_name(const char *s, size_t n)
 
 /* ---- issuer text (CF_TEXT) ---- */
 
-/* The code point of the valid UTF-8 sequence of n bytes at s. */
-static unsigned
-utf8_code_point(const unsigned char *s, size_t n)
-{
-	static const unsigned char lead_mask[] = {0, 0x7f, 0x1f, 0x0f, 0x07};
-	unsigned cp = s[0] & lead_mask[n];
-
-	for (size_t i = 1; i < n; i++)
-		cp = (cp << 6) | (s[i] & 0x3fu);
-	return cp;
-}
-
 /* Control characters that have no place on a printed invoice: C0 (also tab;
  * '\n' is the line separator and checked by the caller), DEL, C1, the line
  * and paragraph separators, and the bidirectional embeddings, overrides and
@@ -770,11 +758,10 @@ parse_text(const struct cf_key *k, const char *s, char **out, char *prob, size_t
 	for (size_t i = 0, sl; raw[i] != '\0'; i += sl) {
 		unsigned cp;
 
-		if ((sl = utf8_seq((const unsigned char *)raw + i)) == 0) {
+		if ((sl = utf8_decode((const unsigned char *)raw + i, &cp)) == 0) {
 			snprintf(prob, plen, "must be valid UTF-8");
 			goto fail;
 		}
-		cp = utf8_code_point((const unsigned char *)raw + i, sl);
 		if (cp != '\n' && is_text_control(cp)) {
 			snprintf(prob, plen, "control character U+%04X is not allowed", cp);
 			goto fail;

@@ -17,15 +17,18 @@ utf8_prefix(const char *s, size_t max)
 }
 
 /* Length of the valid UTF-8 sequence at s (1..4), or 0 (jansson's rules: no
- * overlong forms, surrogates or code points above U+10FFFF). */
+ * overlong forms, surrogates or code points above U+10FFFF); its code point
+ * in *out. */
 size_t
-utf8_seq(const unsigned char *s)
+utf8_decode(const unsigned char *s, unsigned *out)
 {
 	unsigned c = s[0], cp, min;
 	size_t n;
 
-	if (c < 0x80)
+	if (c < 0x80) {
+		*out = c;
 		return 1;
+	}
 	if (c >= 0xC2 && c <= 0xDF) {
 		n = 2;
 		cp = c & 0x1F;
@@ -48,7 +51,16 @@ utf8_seq(const unsigned char *s)
 	}
 	if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
 		return 0;
+	*out = cp;
 	return n;
+}
+
+size_t
+utf8_seq(const unsigned char *s)
+{
+	unsigned cp;
+
+	return utf8_decode(s, &cp);
 }
 
 /* jansson's error text quotes the input around the error and may cut a

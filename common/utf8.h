@@ -9,6 +9,8 @@
 
 /* Length of the valid sequence at s (1..4), or 0. */
 size_t utf8_seq(const unsigned char *s);
+/* The same, and the sequence's code point in *cp (when valid). */
+size_t utf8_decode(const unsigned char *s, unsigned *cp);
 bool utf8_valid(const char *s);
 /* Replace each byte that is not part of a valid sequence by '?', in place. */
 void utf8_clean(char *s);
