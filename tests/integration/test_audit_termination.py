@@ -38,6 +38,8 @@ day bears interest on the paid amount ("up to and including the day of
 payment").
 """
 
+import os
+import subprocess
 import time
 import unittest
 import urllib.parse
@@ -304,12 +306,13 @@ class AuditTermination(harness.DaemonTestCase):
         self.assertEqual(self.psql("SELECT count(*) FROM audit_log").strip(), audit)
         for ref in ("TX-1", "TX-2"):
             self.assertEqual(len(self.history(ref)), self.hist[ref], ref)
-        # a pending limit request can still be closed (declined with its
-        # reason), not left pending for ever
+        # the pending limit request was closed by the termination (declined
+        # with its reason, sql/0038), not left pending for ever: deciding it
+        # again is refused as for any decided request
         q = self.inv["request"]
         r = self.request("POST", f"/v1/limit-requests/{q}/decline",
                          {"reason": "account terminated"}, token="finance")
-        self.assertStatus(r, 200)
+        self.assertError(r, 422, "invalid_state")
         r = self.request("GET", f"/v1/limit-requests/{q}", token="read")
         self.assertEqual((self.ok(r)["status"], r.json["decline_reason"]),
                          ("declined", "account terminated"), r.text)
@@ -613,6 +616,245 @@ class NewYork(OwnDaemon):
         a = self.req("GET", "/v1/accounts/ext:NY-1", token="read")
         self.assertEqual((a["credit_balance"], a["open_balance"], a["exposure"]),
                          ("40", "0", "-40"), a)
+
+
+
+class PendingRequestsDeclined(OwnDaemon):
+    """R5.6 with R4.7 and R8.1 (sql/0038): a termination declines the
+    account's pending limit requests ("account terminated", at the
+    termination instant, by the terminating actor) as a manual decline
+    does. TR-1 (EUR, CH, monthly limit 100): four requests, one a second
+    apart: P1 pending, A approved (a raise to 300, applied at once), D
+    declined by finance, P2 pending; terminated by admin. TR-2: one request
+    declined by finance with the same reason, the reference for the
+    payload and the audit row."""
+
+    ENV = {"test_clock": "2026-06-01T10:00:00Z"}
+    TERMINATED_AT = "2026-06-01T10:00:10Z"
+
+    request = harness.DaemonTestCase.request
+    settle_feeds = harness.DaemonTestCase.settle_feeds
+    notifications = harness.DaemonTestCase.notifications
+    wait_for_sql = harness.DaemonTestCase.wait_for_sql
+    request_in_background = harness.DaemonTestCase.request_in_background
+    assertStatus = harness.DaemonTestCase.assertStatus
+    assertError = harness.DaemonTestCase.assertError
+
+    @property
+    def daemon(self):
+        return self.d
+
+    def psql(self, sql):
+        return self.env.cluster.psql(sql)
+
+    def ask(self, ref, monthly_limit, at):
+        self.req("PUT", "/v1/test/clock", {"now": at})
+        return self.req("POST", f"/v1/accounts/ext:{ref}/limit-requests",
+                        {"monthly_limit": monthly_limit, "note": "request " + monthly_limit},
+                        "finance", 201)["id"]
+
+    def get_request(self, q):
+        return self.req("GET", "/v1/limit-requests/" + q, token="read")
+
+    def audit_row(self, q):
+        return self.psql("SELECT actor, action, object_type, to_char(at AT TIME ZONE 'UTC', "
+                         "'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), before, after, request_id "
+                         f"FROM audit_log WHERE object_id = '{q}' "
+                         "AND action = 'limit_request.decline'").strip().split("|")
+
+    def test_pending_requests_are_declined_at_termination(self):
+        ids = {}
+        for ref in ("TR-1", "TR-2"):
+            ids[ref] = self.req("POST", "/v1/accounts",
+                                {"external_ref": ref, "name": "Customer " + ref,
+                                 "currency": "EUR", "jurisdiction": "CH",
+                                 "monthly_limit": "100"}, "finance", 201)["id"]
+        p1 = self.ask("TR-1", "150", "2026-06-01T10:00:01Z")
+        a = self.ask("TR-1", "300", "2026-06-01T10:00:02Z")
+        d = self.ask("TR-1", "50", "2026-06-01T10:00:03Z")
+        p2 = self.ask("TR-1", "200", "2026-06-01T10:00:04Z")
+        m = self.ask("TR-2", "150", "2026-06-01T10:00:05Z")
+        self.req("PUT", "/v1/test/clock", {"now": "2026-06-01T10:00:06Z"})
+        self.assertEqual(self.req("POST", f"/v1/limit-requests/{a}/approve", {},
+                                  "finance")["applied"], True)
+        self.req("POST", f"/v1/limit-requests/{d}/decline", {"reason": "no"}, "finance")
+        # the reference: a manual decline with the reason a termination gives
+        r = self.d.request("POST", f"/v1/limit-requests/{m}/decline",
+                           {"reason": "account terminated"}, token="finance")
+        self.assertStatus(r, 200)
+        manual_rid = r.header("x-request-id")
+        before = {q: self.get_request(q) for q in (a, d)}
+        changes = self.req("GET", "/v1/accounts/ext:TR-1/limit-changes", token="read")["items"]
+        self.assertEqual([(c["status"], c["monthly_limit"]) for c in changes],
+                         [("applied", "300")], changes)
+        decided_before = self.notifications("TR-1", "limit_request.decided")
+        self.assertEqual([(n["payload"]["request"], n["payload"]["status"])
+                          for n in decided_before], [(a, "approved"), (d, "declined")])
+
+        self.req("PUT", "/v1/test/clock", {"now": self.TERMINATED_AT})
+        r = self.d.request("POST", "/v1/accounts/ext:TR-1/terminate", {"note": "gone"},
+                           token="admin")
+        self.assertStatus(r, 200)
+        term_rid = r.header("x-request-id")
+        self.assertEqual((r.json["account"]["status"], r.json["final_invoice"]),
+                         ("terminated", None), r.text)
+
+        # the two pending ones: declined at the termination instant by admin
+        for q in (p1, p2):
+            g = self.get_request(q)
+            self.assertEqual((g["status"], g["decline_reason"], g["decided_at"],
+                              g["decided_by"], g["change"]),
+                             ("declined", "account terminated", self.TERMINATED_AT, "admin",
+                              None), g)
+        # the decided ones unchanged
+        for q in (a, d):
+            self.assertEqual(self.get_request(q), before[q])
+        g = self.get_request(m)
+        self.assertEqual((g["status"], g["decline_reason"], g["decided_at"], g["decided_by"]),
+                         ("declined", "account terminated", "2026-06-01T10:00:06Z", "finance"),
+                         g)
+
+        # exactly two new limit_request.decided, in creation order, before
+        # account.terminated; each payload as the manual decline's
+        (ref,) = self.notifications("TR-2", "limit_request.decided")
+        self.assertEqual(ref["payload"], {"account": ids["TR-2"], "external_ref": "TR-2",
+                                          "request": m, "status": "declined",
+                                          "reason": "account terminated"}, ref)
+        ns = self.notifications("TR-1")
+        later = [(n["kind"], n["payload"].get("request")) for n in ns
+                 if n["created_at"] == self.TERMINATED_AT]
+        self.assertEqual(later, [("limit_request.decided", p1),
+                                 ("limit_request.decided", p2),
+                                 ("account.terminated", None)], later)
+        decided = self.notifications("TR-1", "limit_request.decided")
+        self.assertEqual(decided[:2], decided_before)
+        self.assertEqual(len(decided), 4, decided)
+        for n, q in zip(decided[2:], (p1, p2)):
+            self.assertEqual((n["account"], n["created_at"]), (ids["TR-1"], self.TERMINATED_AT),
+                             n)
+            self.assertEqual(sorted(n["payload"]), sorted(ref["payload"]), n)
+            for k in ref["payload"]:
+                want = {"account": ids["TR-1"], "external_ref": "TR-1",
+                        "request": q}.get(k, ref["payload"][k])
+                self.assertEqual(n["payload"][k], want, (k, n))
+
+        # an audit row each, as the manual decline writes one
+        self.assertEqual(self.audit_row(m),
+                         ["finance", "limit_request.decline", "limit_request",
+                          "2026-06-01T10:00:06Z", '{"status": "pending"}',
+                          '{"reason": "account terminated", "status": "declined"}', manual_rid])
+        for q in (p1, p2):
+            self.assertEqual(self.audit_row(q),
+                             ["admin", "limit_request.decline", "limit_request",
+                              self.TERMINATED_AT, '{"status": "pending"}',
+                              '{"reason": "account terminated", "status": "declined"}',
+                              term_rid])
+
+        # no limit change: the approved raise is all there is
+        self.assertEqual(self.req("GET", "/v1/accounts/ext:TR-1/limit-changes",
+                                  token="read")["items"], changes)
+        self.assertEqual(self.psql("SELECT count(*) FROM limit_changes").strip(), "1")
+
+        # approve and decline answer as for any decided request (D, declined
+        # by hand): 422 invalid_state, nothing written
+        audit = self.psql("SELECT count(*) FROM audit_log").strip()
+        for q in (p1, p2, d):
+            r = self.d.request("POST", f"/v1/limit-requests/{q}/approve", {}, token="finance")
+            self.assertError(r, 422, "invalid_state")
+            self.assertEqual(r.json["error"]["message"], "limit request is already declined")
+            r = self.d.request("POST", f"/v1/limit-requests/{q}/decline", {"reason": "x"},
+                               token="finance")
+            self.assertError(r, 422, "invalid_state")
+            self.assertEqual(r.json["error"]["message"], "limit request is already declined")
+        self.assertEqual(self.psql("SELECT count(*) FROM audit_log").strip(), audit)
+        self.assertEqual(len(self.notifications("TR-1", "limit_request.decided")), 4)
+        for q in (p1, p2):
+            self.assertEqual(self.get_request(q)["decided_by"], "admin")
+
+    def test_request_declined_while_the_termination_waits(self):
+        # finance declines TR-3's request in a transaction still open when
+        # the termination reaches it: the termination waits for the row,
+        # then leaves it as finance declined it (not 422 "already
+        # declined"), and the customer hears one decision
+        self.req("POST", "/v1/accounts", {"external_ref": "TR-3", "name": "Customer TR-3",
+                                          "currency": "EUR", "jurisdiction": "CH"},
+                 "finance", 201)
+        q = self.ask("TR-3", "10", "2026-06-01T10:00:20Z")
+        c = self.env.cluster
+        locker = subprocess.Popen(
+            [os.path.join(c.bindir, "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h",
+             c.sockdir, "-p", str(c.port), "-U", harness.PG_SUPERUSER, "-d",
+             harness.DEFAULT_DBNAME, "-f", "-"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            locker.stdin.write("SET application_name = 'tr_decliner';\nBEGIN;\n"
+                               f"SELECT creditd_limit_request_decline('{q}', 'withdrawn', "
+                               "'2026-06-01T10:00:20Z', 'finance', NULL);\n")
+            locker.stdin.flush()
+            self.wait_for_sql("SELECT count(*) FROM pg_stat_activity WHERE application_name = "
+                              "'tr_decliner' AND state = 'idle in transaction'",
+                              "the decline never ran")
+            t, out = self.request_in_background(self.d, "POST", "/v1/accounts/ext:TR-3/terminate",
+                                                {"note": "gone"}, "admin")
+            self.wait_for_sql("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = "
+                              "'Lock' AND query LIKE '%creditd_account_terminate%'",
+                              "the termination never waited for the request")
+        finally:
+            locker.stdin.write("COMMIT;\n")
+            locker.stdin.close()
+            locker.wait(30)
+        self.assertEqual(locker.returncode, 0, locker.stderr.read())
+        t.join(30)
+        self.assertEqual(out["r"][0], 200, out["r"])
+        g = self.get_request(q)
+        self.assertEqual((g["status"], g["decline_reason"], g["decided_by"]),
+                         ("declined", "withdrawn", "finance"), g)
+        self.assertEqual([n["payload"]["reason"]
+                          for n in self.notifications("TR-3", "limit_request.decided")],
+                         ["withdrawn"])
+
+    def test_request_approved_while_the_termination_waits(self):
+        # an approval locks the request, then its account (sql/0035); the
+        # termination locks the pending requests before the account
+        # (sql/0038), so the two wait for each other in one order: no
+        # deadlock, neither is aborted. Here a transaction takes the
+        # approval's two locks around a waiting termination.
+        self.req("POST", "/v1/accounts", {"external_ref": "TR-4", "name": "Customer TR-4",
+                                          "currency": "EUR", "jurisdiction": "CH"},
+                 "finance", 201)
+        q = self.ask("TR-4", "10", "2026-06-01T10:00:10Z")
+        c = self.env.cluster
+        locker = subprocess.Popen(
+            [os.path.join(c.bindir, "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h",
+             c.sockdir, "-p", str(c.port), "-U", harness.PG_SUPERUSER, "-d",
+             harness.DEFAULT_DBNAME, "-f", "-"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            locker.stdin.write("SET application_name = 'tr_approver';\nBEGIN;\n"
+                               f"SELECT 1 FROM limit_requests WHERE id = '{q}' FOR UPDATE;\n")
+            locker.stdin.flush()
+            self.wait_for_sql("SELECT count(*) FROM pg_stat_activity WHERE application_name = "
+                              "'tr_approver' AND state = 'idle in transaction'",
+                              "the request was never locked")
+            t, out = self.request_in_background(self.d, "POST", "/v1/accounts/ext:TR-4/terminate",
+                                                {"note": "gone"}, "admin")
+            self.wait_for_sql("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = "
+                              "'Lock' AND query LIKE '%creditd_account_terminate%'",
+                              "the termination never waited for the request")
+            # the approval's second lock: free, the termination holds no
+            # account lock yet (before 0038's order: a deadlock, one aborted)
+            locker.stdin.write("SELECT 1 FROM accounts WHERE external_ref = 'TR-4' FOR UPDATE;\n"
+                               "SELECT pg_sleep(1.5);\n")
+        finally:
+            locker.stdin.write("COMMIT;\n")
+            locker.stdin.close()
+            locker.wait(30)
+        self.assertEqual(locker.returncode, 0, locker.stderr.read())
+        t.join(30)
+        self.assertEqual(out["r"][0], 200, out["r"])
+        g = self.get_request(q)
+        self.assertEqual((g["status"], g["decline_reason"], g["decided_by"]),
+                         ("declined", "account terminated", "admin"), g)
 
 
 if __name__ == "__main__":
