@@ -1128,38 +1128,54 @@ class DaemonTestCase(unittest.TestCase):
         return t, out
 
     @contextlib.contextmanager
+    def open_transaction(self, name: str, sql: str):
+        """A psql session of its own (application_name `name`, superuser)
+        that runs `sql` in a transaction and keeps it open, its locks held,
+        while the body runs; yields a function that sends more SQL into the
+        same transaction (not waited for). On exit: COMMIT, and psql must
+        have succeeded (an error, e.g. a deadlock, fails the test)."""
+        c = self.cluster
+        session = subprocess.Popen(
+            [os.path.join(c.bindir, "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h",
+             c.sockdir, "-p", str(c.port), "-U", PG_SUPERUSER, "-d", DEFAULT_DBNAME, "-f", "-"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+        def send(more: str) -> None:
+            session.stdin.write(more + "\n")
+            session.stdin.flush()
+
+        try:
+            send(f"SET application_name = '{name}';\nBEGIN;\n{sql}")
+            self.wait_for_sql("SELECT count(*) FROM pg_stat_activity WHERE application_name = "
+                              f"'{name}' AND state = 'idle in transaction'",
+                              f"{name}: the transaction never got its locks")
+            yield send
+        finally:
+            session.stdin.write("COMMIT;\n")
+            session.stdin.close()
+            session.wait(30)
+        self.assertEqual(session.returncode, 0, session.stderr.read())
+
+    @contextlib.contextmanager
     def rollover_waiting(self, account_id: str, now: str, name: str = "test_locker"):
         """Moves the test clock to `now` (a month start: the rollover's due
         time) while another session holds account_id's row lock, so that the
         month rollover (R4.1) is left waiting for that account with the rest
         already rolled over; the body runs in that state. On exit the lock is
         released, and the clock move must have answered 200."""
-        c = self.cluster
-        locker = subprocess.Popen(
-            [os.path.join(c.bindir, "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h",
-             c.sockdir, "-p", str(c.port), "-U", PG_SUPERUSER, "-d", DEFAULT_DBNAME, "-f", "-"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         mover = None
         try:
-            locker.stdin.write(f"SET application_name = '{name}';\nBEGIN;\n"
-                               f"SELECT 1 FROM accounts WHERE id = '{account_id}' FOR UPDATE;\n")
-            locker.stdin.flush()
-            self.wait_for_sql("SELECT count(*) FROM pg_stat_activity WHERE application_name = "
-                              f"'{name}' AND state = 'idle in transaction'",
-                              "the locker never took its lock")
-            mover, clock = self.request_in_background(self.daemon, "PUT", "/v1/test/clock",
-                                                      {"now": now}, "admin")
-            self.wait_for_sql("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = "
-                              "'Lock' AND query LIKE '%creditd_month_rollover_accounts%'",
-                              "the rollover never waited for the locked account")
-            yield
+            with self.open_transaction(
+                    name, f"SELECT 1 FROM accounts WHERE id = '{account_id}' FOR UPDATE;"):
+                mover, clock = self.request_in_background(self.daemon, "PUT", "/v1/test/clock",
+                                                          {"now": now}, "admin")
+                self.wait_for_sql("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = "
+                                  "'Lock' AND query LIKE '%creditd_month_rollover_accounts%'",
+                                  "the rollover never waited for the locked account")
+                yield
         finally:
-            locker.stdin.write("COMMIT;\n")
-            locker.stdin.close()
-            locker.wait(30)
             if mover is not None:
                 mover.join(60)
-        self.assertEqual(locker.returncode, 0, locker.stderr.read())
         self.assertEqual(clock["r"][0], 200, clock["r"])
 
     def notifications(self, ref: str, kind: str | None = None) -> list[dict]:

@@ -26,8 +26,6 @@ Class Inactivity (its own cluster and daemon, Tokyo, inactivity_months = 1)
 checks R6.7 in the billing zone.
 """
 
-import os
-import subprocess
 import unittest
 import urllib.parse
 
@@ -468,18 +466,8 @@ class AuditLimits(Helpers, harness.DaemonTestCase):
                                                    "reason": "scheduled raise"}),
                          {"applied": False, "effective_at": due})
         mark = self.daemon.log_size()
-        c = self.cluster
-        locker = subprocess.Popen(
-            [os.path.join(c.bindir, "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h",
-             c.sockdir, "-p", str(c.port), "-U", harness.PG_SUPERUSER, "-d",
-             harness.DEFAULT_DBNAME, "-f", "-"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        try:
-            locker.stdin.write("SET application_name = 'alim_locker';\nBEGIN;\n"
-                               f"SELECT 1 FROM accounts WHERE id = '{acc['id']}' FOR UPDATE;\n")
-            locker.stdin.flush()
-            self.wait_for_sql("SELECT count(*) FROM pg_stat_activity WHERE application_name = "
-                              "'alim_locker' AND state = 'idle in transaction'", "no lock")
+        with self.open_transaction("alim_locker",
+                                   f"SELECT 1 FROM accounts WHERE id = '{acc['id']}' FOR UPDATE;"):
             _, put = self.request_in_background(
                 self.daemon, "PUT", self.path("AL-DL", "/limits"),
                 {"monthly_limit": "300", "reason": "newer"}, "finance")
@@ -493,10 +481,6 @@ class AuditLimits(Helpers, harness.DaemonTestCase):
             self.wait_for_sql("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = "
                               "'Lock' AND query LIKE '%creditd_apply_due_limit_changes%'",
                               "the scheduler never waited for the account")
-        finally:
-            locker.stdin.write("COMMIT;\n")
-            locker.stdin.close()
-            locker.wait(30)
         harness.wait_for(lambda: "r" in put and "r" in clock, 30, "the answers")
         self.assertEqual(put["r"][:2], (200, b'{"applied":true,"effective_at":"%s"}\n'
                                         % FEB16.encode()), put)

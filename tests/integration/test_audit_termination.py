@@ -38,8 +38,6 @@ day bears interest on the paid amount ("up to and including the day of
 payment").
 """
 
-import os
-import subprocess
 import time
 import unittest
 import urllib.parse
@@ -639,6 +637,11 @@ class PendingRequestsDeclined(OwnDaemon):
     request_in_background = harness.DaemonTestCase.request_in_background
     assertStatus = harness.DaemonTestCase.assertStatus
     assertError = harness.DaemonTestCase.assertError
+    open_transaction = harness.DaemonTestCase.open_transaction
+
+    @property
+    def cluster(self):
+        return self.env.cluster
 
     @property
     def daemon(self):
@@ -780,30 +783,14 @@ class PendingRequestsDeclined(OwnDaemon):
                                           "currency": "EUR", "jurisdiction": "CH"},
                  "finance", 201)
         q = self.ask("TR-3", "10", "2026-06-01T10:00:20Z")
-        c = self.env.cluster
-        locker = subprocess.Popen(
-            [os.path.join(c.bindir, "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h",
-             c.sockdir, "-p", str(c.port), "-U", harness.PG_SUPERUSER, "-d",
-             harness.DEFAULT_DBNAME, "-f", "-"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        try:
-            locker.stdin.write("SET application_name = 'tr_decliner';\nBEGIN;\n"
-                               f"SELECT creditd_limit_request_decline('{q}', 'withdrawn', "
-                               "'2026-06-01T10:00:20Z', 'finance', NULL);\n")
-            locker.stdin.flush()
-            self.wait_for_sql("SELECT count(*) FROM pg_stat_activity WHERE application_name = "
-                              "'tr_decliner' AND state = 'idle in transaction'",
-                              "the decline never ran")
+        with self.open_transaction("tr_decliner",
+                                   f"SELECT creditd_limit_request_decline('{q}', 'withdrawn', "
+                                   "'2026-06-01T10:00:20Z', 'finance', NULL);"):
             t, out = self.request_in_background(self.d, "POST", "/v1/accounts/ext:TR-3/terminate",
                                                 {"note": "gone"}, "admin")
             self.wait_for_sql("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = "
                               "'Lock' AND query LIKE '%creditd_account_terminate%'",
                               "the termination never waited for the request")
-        finally:
-            locker.stdin.write("COMMIT;\n")
-            locker.stdin.close()
-            locker.wait(30)
-        self.assertEqual(locker.returncode, 0, locker.stderr.read())
         t.join(30)
         self.assertEqual(out["r"][0], 200, out["r"])
         g = self.get_request(q)
@@ -823,19 +810,8 @@ class PendingRequestsDeclined(OwnDaemon):
                                           "currency": "EUR", "jurisdiction": "CH"},
                  "finance", 201)
         q = self.ask("TR-4", "10", "2026-06-01T10:00:10Z")
-        c = self.env.cluster
-        locker = subprocess.Popen(
-            [os.path.join(c.bindir, "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h",
-             c.sockdir, "-p", str(c.port), "-U", harness.PG_SUPERUSER, "-d",
-             harness.DEFAULT_DBNAME, "-f", "-"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        try:
-            locker.stdin.write("SET application_name = 'tr_approver';\nBEGIN;\n"
-                               f"SELECT 1 FROM limit_requests WHERE id = '{q}' FOR UPDATE;\n")
-            locker.stdin.flush()
-            self.wait_for_sql("SELECT count(*) FROM pg_stat_activity WHERE application_name = "
-                              "'tr_approver' AND state = 'idle in transaction'",
-                              "the request was never locked")
+        with self.open_transaction(
+                "tr_approver", f"SELECT 1 FROM limit_requests WHERE id = '{q}' FOR UPDATE;") as send:
             t, out = self.request_in_background(self.d, "POST", "/v1/accounts/ext:TR-4/terminate",
                                                 {"note": "gone"}, "admin")
             self.wait_for_sql("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = "
@@ -843,13 +819,8 @@ class PendingRequestsDeclined(OwnDaemon):
                               "the termination never waited for the request")
             # the approval's second lock: free, the termination holds no
             # account lock yet (before 0038's order: a deadlock, one aborted)
-            locker.stdin.write("SELECT 1 FROM accounts WHERE external_ref = 'TR-4' FOR UPDATE;\n"
-                               "SELECT pg_sleep(1.5);\n")
-        finally:
-            locker.stdin.write("COMMIT;\n")
-            locker.stdin.close()
-            locker.wait(30)
-        self.assertEqual(locker.returncode, 0, locker.stderr.read())
+            send("SELECT 1 FROM accounts WHERE external_ref = 'TR-4' FOR UPDATE;\n"
+                 "SELECT pg_sleep(1.5);")
         t.join(30)
         self.assertEqual(out["r"][0], 200, out["r"])
         g = self.get_request(q)
