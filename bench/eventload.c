@@ -19,20 +19,9 @@
  *
  * usage: eventload -p PORT -c CONNS -d SECONDS -f BODIES [-t TOKEN] [-H HOST]
  */
-#include <arpa/inet.h>
-#include <errno.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <strings.h>
-#include <sys/epoll.h>
 #include <sys/resource.h>
-#include <sys/socket.h>
-#include <time.h>
-#include <unistd.h>
+
+#include "httpload.h"
 
 #define RETRY_NS (10 * 1000000LL) /* a 503 is sent again after this */
 
@@ -64,22 +53,6 @@ static size_t *body_len, nbodies;
 static uint32_t *lat; /* microseconds */
 static size_t nlat, caplat;
 static int epfd;
-
-static int64_t
-now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
-static void
-die(const char *what)
-{
-	fprintf(stderr, "eventload: %s: %s\n", what, strerror(errno));
-	exit(2);
-}
 
 static void
 dief(const char *what)
@@ -126,40 +99,10 @@ read_bodies(const char *path)
 }
 
 static void
-conn_open(struct conn *c)
-{
-	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)opt.port)};
-	struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
-	int one = 1;
-
-	if (inet_pton(AF_INET, opt.host, &sa.sin_addr) != 1)
-		dief("bad host");
-	c->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (c->fd < 0)
-		die("socket");
-	if (connect(c->fd, (struct sockaddr *)&sa, sizeof sa) != 0)
-		die("connect");
-	setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-	if (epoll_ctl(epfd, EPOLL_CTL_ADD, c->fd, &ev) != 0)
-		die("epoll_ctl");
-}
-
-static void
 conn_write(struct conn *c)
 {
-	while (c->reqoff < c->reqlen) {
-		ssize_t n = write(c->fd, c->req + c->reqoff, c->reqlen - c->reqoff);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0 && errno == EAGAIN) {
-			struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.ptr = c};
-			epoll_ctl(epfd, EPOLL_CTL_MOD, c->fd, &ev);
-			return;
-		}
-		if (n <= 0)
-			die("write");
-		c->reqoff += (size_t)n;
-	}
+	if (httpload_write(epfd, c->fd, c, c->req, c->reqlen, &c->reqoff) < 0)
+		die("write");
 }
 
 static void
@@ -206,29 +149,11 @@ accepted_of(const char *p, size_t n)
 static int
 conn_parse(struct conn *c, int64_t now)
 {
-	for (;;) {
-		char *end = memmem(c->rbuf, c->rlen, "\r\n\r\n", 4), *p;
-		size_t hlen, total;
-		long clen = -1;
-		int status;
+	int status, done;
+	size_t hlen, clen, total;
 
-		if (end == NULL)
-			return 0;
-		hlen = (size_t)(end - c->rbuf) + 4;
-		if (c->rlen < 12 || memcmp(c->rbuf, "HTTP/1.", 7) != 0)
-			return -1;
-		status = atoi(c->rbuf + 9);
-		for (p = c->rbuf; p < end; p++) {
-			if (*p == '\n' && strncasecmp(p + 1, "content-length:", 15) == 0) {
-				clen = strtol(p + 16, NULL, 10);
-				break;
-			}
-		}
-		if (clen < 0)
-			return -1;
-		total = hlen + (size_t)clen;
-		if (c->rlen < total)
-			return 0;
+	while ((done = httpload_answer(c->rbuf, c->rlen, &status, &hlen, &clen)) == 1) {
+		total = hlen + clen;
 		if (!c->busy)
 			return -1; /* an answer to nothing */
 		c->busy = 0;
@@ -244,19 +169,12 @@ conn_parse(struct conn *c, int64_t now)
 			fprintf(stderr, "eventload: HTTP %d: %.300s\n", status, c->rbuf + hlen);
 			st.non2xx++;
 		} else {
-			st.accepted += accepted_of(c->rbuf + hlen, (size_t)clen);
+			st.accepted += accepted_of(c->rbuf + hlen, clen);
 		}
 		memmove(c->rbuf, c->rbuf + total, c->rlen - total);
 		c->rlen -= total;
 	}
-}
-
-static int
-cmp_u32(const void *a, const void *b)
-{
-	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-
-	return x < y ? -1 : x > y;
+	return done;
 }
 
 static double
@@ -278,6 +196,7 @@ main(int argc, char **argv)
 	int64_t t0, t_end, t_last = 0;
 	int ch;
 
+	httpload_prog = "eventload";
 	while ((ch = getopt(argc, argv, "p:c:d:f:t:H:")) != -1) {
 		switch (ch) {
 		case 'p':
@@ -313,7 +232,7 @@ main(int argc, char **argv)
 	if (cs == NULL)
 		die("calloc");
 	for (int i = 0; i < opt.conns; i++) {
-		conn_open(&cs[i]);
+		cs[i].fd = httpload_open(opt.host, opt.port, epfd, &cs[i]);
 		cs[i].rcap = 1 << 16;
 		cs[i].rbuf = xrealloc(NULL, cs[i].rcap);
 	}

@@ -20,21 +20,10 @@
  * 200 us late, with its CLOCK_MONOTONIC times (to match `perf record -k
  * CLOCK_MONOTONIC` timelines).
  */
-#include <arpa/inet.h>
-#include <errno.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <strings.h>
-#include <sys/epoll.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
-#include <sys/socket.h>
-#include <time.h>
-#include <unistd.h>
+
+#include "httpload.h"
 
 #define RBUF 16384
 #define DRAIN_NS (2 * 1000000000LL) /* wait this long after the end for answers */
@@ -98,22 +87,6 @@ static struct conn *cbase;
 static int64_t t_rec; /* requests due from here on are recorded */
 static struct vec lat, lag;
 
-static int64_t
-now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
-static void
-die(const char *what)
-{
-	fprintf(stderr, "loadgen: %s: %s\n", what, strerror(errno));
-	exit(2);
-}
-
 static void
 vec_push(struct vec *v, int64_t ns)
 {
@@ -124,14 +97,6 @@ vec_push(struct vec *v, int64_t ns)
 			die("realloc");
 	}
 	v->v[v->n++] = ns < 0 ? 0 : ns > (int64_t)UINT32_MAX ? UINT32_MAX : (uint32_t)ns;
-}
-
-static int
-cmp_u32(const void *a, const void *b)
-{
-	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-
-	return x < y ? -1 : x > y;
 }
 
 /* The value at quantile q (nearest rank), in microseconds. */
@@ -163,22 +128,7 @@ rnd(void)
 static void
 conn_open(struct conn *c)
 {
-	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)opt.port)};
-	struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
-	int one = 1;
-
-	if (inet_pton(AF_INET, opt.host, &sa.sin_addr) != 1) {
-		fprintf(stderr, "loadgen: bad host %s\n", opt.host);
-		exit(2);
-	}
-	c->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (c->fd < 0)
-		die("socket");
-	if (connect(c->fd, (struct sockaddr *)&sa, sizeof sa) != 0)
-		die("connect");
-	setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-	if (epoll_ctl(epfd, EPOLL_CTL_ADD, c->fd, &ev) != 0)
-		die("epoll_ctl");
+	c->fd = httpload_open(opt.host, opt.port, epfd, c);
 	c->rlen = 0;
 }
 
@@ -213,21 +163,8 @@ conn_reopen(struct conn *c)
 static void
 conn_write(struct conn *c, int64_t now, int64_t interval)
 {
-	while (c->reqoff < c->reqlen) {
-		ssize_t n = write(c->fd, c->req + c->reqoff, c->reqlen - c->reqoff);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0 && errno == EAGAIN) {
-			struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.ptr = c};
-			epoll_ctl(epfd, EPOLL_CTL_MOD, c->fd, &ev);
-			return;
-		}
-		if (n <= 0) {
-			conn_lost(c, now, interval);
-			return;
-		}
-		c->reqoff += (size_t)n;
-	}
+	if (httpload_write(epfd, c->fd, c, c->req, c->reqlen, &c->reqoff) < 0)
+		conn_lost(c, now, interval);
 }
 
 static void
@@ -260,29 +197,13 @@ conn_send(struct conn *c, int64_t now, int64_t interval)
 static int
 conn_parse(struct conn *c, int64_t now, int64_t interval)
 {
-	for (;;) {
-		char *end = memmem(c->rbuf, c->rlen, "\r\n\r\n", 4), *p;
-		size_t hlen, total;
-		long clen = -1;
-		int status;
+	int status, done;
+	size_t hlen, clen, total;
 
-		if (end == NULL)
-			return c->rlen >= RBUF ? -1 : 0;
-		hlen = (size_t)(end - c->rbuf) + 4;
-		if (c->rlen < 12 || memcmp(c->rbuf, "HTTP/1.", 7) != 0)
+	while ((done = httpload_answer(c->rbuf, c->rlen, &status, &hlen, &clen)) == 1) {
+		total = hlen + clen;
+		if (total > RBUF)
 			return -1;
-		status = atoi(c->rbuf + 9);
-		for (p = c->rbuf; p < end; p++) {
-			if (*p == '\n' && strncasecmp(p + 1, "content-length:", 15) == 0) {
-				clen = strtol(p + 16, NULL, 10);
-				break;
-			}
-		}
-		if (clen < 0 || clen > RBUF)
-			return -1;
-		total = hlen + (size_t)clen;
-		if (c->rlen < total)
-			return 0;
 		if (!c->busy)
 			return -1; /* an answer to nothing */
 		st.done++;
@@ -290,7 +211,7 @@ conn_parse(struct conn *c, int64_t now, int64_t interval)
 			st.ok2xx++;
 		else
 			st.non2xx++;
-		if (memmem(c->rbuf + hlen, (size_t)clen, "\"allowed\":true", 14))
+		if (memmem(c->rbuf + hlen, clen, "\"allowed\":true", 14))
 			st.allowed++;
 		else
 			st.not_allowed++;
@@ -306,6 +227,8 @@ conn_parse(struct conn *c, int64_t now, int64_t interval)
 		memmove(c->rbuf, c->rbuf + total, c->rlen - total);
 		c->rlen -= total;
 	}
+	/* an answer longer than the buffer can never complete */
+	return done < 0 || (done == 0 && c->rlen >= RBUF) ? -1 : 0;
 }
 
 static void
@@ -365,6 +288,7 @@ main(int argc, char **argv)
 	if (opt.port <= 0 || opt.rate <= 0 || opt.conns <= 0 || opt.seconds <= 0 ||
 	    opt.accounts <= 0 || opt.warmup < 0)
 		usage();
+	httpload_prog = "loadgen";
 	prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0); /* wake on time, not up to 50 us late */
 	epfd = epoll_create1(EPOLL_CLOEXEC);
 	if (epfd < 0)
