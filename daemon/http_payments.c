@@ -20,9 +20,6 @@
 	"SELECT id, seq, account_id, amount, received_us, reference, invoice, credit, "            \
 	"allocations_json, booked_us, booked_by, reversed_us, reverse_reason FROM payment_view "
 
-/* How far ahead of now a received_at may lie (clock skew of the bank feed). */
-#define PAYMENT_FUTURE_SKEW_US INT64_C(300000000)
-
 /* PostgreSQL's numeric_value_out_of_range (bigint overflow). */
 #define SQLSTATE_OUT_OF_RANGE "22003"
 

@@ -9,6 +9,10 @@
 
 #include "http.h"
 
+/* How far ahead of now a received_at may lie (clock skew of the bank feed);
+ * http_refunds.c allows the same for a refund's paid_at. */
+#define PAYMENT_FUTURE_SKEW_US INT64_C(300000000)
+
 /* POST /v1/payments -> 201 {"payment","account","allocations","credit"};
  * the same id and body again -> 200 with the same body. */
 void http_payments_create(struct http_req *r);

@@ -12,6 +12,7 @@
 #include "http_ops.h"
 #include "http_payments.h"
 #include "http_rates.h"
+#include "http_refunds.h"
 #include "http_reports.h"
 #include "http_usage.h"
 
@@ -63,6 +64,9 @@ const struct route routes_table[] = {
     {R_GET, "/v1/payments/{}", SCOPE_READ, http_payments_get, "payments_get", false, NULL},
     {R_POST, "/v1/payments/{}/reverse", SCOPE_WRITE, http_payments_reverse, "payments_reverse",
      false, NULL},
+    {R_POST, "/v1/refunds", SCOPE_WRITE, http_refunds_create, "refunds_create", false, NULL},
+    {R_GET, "/v1/refunds", SCOPE_READ, http_refunds_list, "refunds_list", false,
+     "account limit cursor"},
     /* invoices and credit notes (R5.5, R5.7) */
     {R_GET, "/v1/invoices", SCOPE_READ, http_invoices_list, "invoices_list", false,
      "account period status limit cursor"},

@@ -115,6 +115,7 @@ README_ROUTES = [
     ("GET", "/v1/invoices/{}/interest", "read"), ("POST", "/v1/invoices/{}/credit-notes", "write"),
     ("POST", "/v1/payments", "write"), ("POST", "/v1/payments/{}/reverse", "write"),
     ("GET", "/v1/payments", "read"), ("GET", "/v1/payments/{}", "read"),
+    ("POST", "/v1/refunds", "write"), ("GET", "/v1/refunds", "read"),
     ("POST", "/v1/jobs/invoicing", "ops"), ("POST", "/v1/jobs/daily", "ops"), ("GET", "/v1/jobs", "read"),
     ("GET", "/v1/jobs/{}", "read"), ("GET", "/v1/schedule", "read"),
     ("GET", "/v1/statutory-rates/{}", "read"), ("GET", "/v1/reference-rates/{}", "read"),
