@@ -259,28 +259,5 @@ payments_list_cb(const struct db_result *res, void *arg)
 void
 http_payments_list(struct http_req *r)
 {
-	const char *account = http_req_query(r, "account");
-	const char *acc_id = NULL, *acc_ext = NULL;
-	int limit;
-	int64_t cursor;
-	char lim[16], cur[24];
-
-	if (!http_paging(r, "cursor", &limit, &cursor))
-		return;
-	if (account != NULL && !account_ref(account, &acc_id, &acc_ext)) {
-		http_reply_error(r, 400, "validation_failed",
-		                 "account: must be a UUID or ext:<external_ref>", "account");
-		return;
-	}
-	snprintf(lim, sizeof lim, "%d", limit + 1);
-	snprintf(cur, sizeof cur, "%" PRId64, cursor);
-	const char *p[] = {cur, account ? "t" : "f", acc_id, acc_ext, lim};
-	struct db_batch *b = db_batch_new();
-	/* an unknown account matches nothing: an empty list */
-	db_batch_add(b,
-	             PAYMENT_VIEW_SELECT
-	             "WHERE seq > $1 AND (NOT $2::boolean OR account_id = (SELECT id FROM accounts "
-	             "WHERE id = $3::uuid OR external_ref = $4)) ORDER BY seq LIMIT $5",
-	             5, p);
-	http_submit(r, b, payments_list_cb);
+	http_seq_list(r, PAYMENT_VIEW_SELECT, payments_list_cb);
 }

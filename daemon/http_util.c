@@ -16,6 +16,7 @@
 #include "log.h"
 #include "money.h"
 #include "rate.h"
+#include "xmalloc.h"
 
 void
 http_reply_db_error(struct http_req *r, const struct db_result *res)
@@ -290,6 +291,36 @@ http_account_page(struct http_req *r, const char *page_sql,
 	struct db_batch *b = db_batch_new();
 	db_batch_add(b, "SELECT id FROM accounts WHERE id = $1::uuid OR external_ref = $2", 2, p);
 	db_batch_add(b, page_sql, 4, p);
+	http_submit(r, b, cb);
+}
+
+void
+http_seq_list(struct http_req *r, const char *view_select,
+              void (*cb)(const struct db_result *, void *))
+{
+	const char *account = http_req_query(r, "account");
+	const char *acc_id = NULL, *acc_ext = NULL;
+	int limit;
+	int64_t cursor;
+	char lim[16], cur[24], *sql;
+
+	if (!http_paging(r, "cursor", &limit, &cursor))
+		return;
+	if (account != NULL && !account_ref(account, &acc_id, &acc_ext)) {
+		http_reply_error(r, 400, "validation_failed",
+		                 "account: must be a UUID or ext:<external_ref>", "account");
+		return;
+	}
+	snprintf(lim, sizeof lim, "%d", limit + 1);
+	snprintf(cur, sizeof cur, "%" PRId64, cursor);
+	const char *p[] = {cur, account ? "t" : "f", acc_id, acc_ext, lim};
+	struct db_batch *b = db_batch_new();
+	xasprintf(&sql,
+	          "%sWHERE seq > $1 AND (NOT $2::boolean OR account_id = (SELECT id FROM accounts "
+	          "WHERE id = $3::uuid OR external_ref = $4)) ORDER BY seq LIMIT $5",
+	          view_select);
+	db_batch_add(b, sql, 5, p);
+	free(sql);
 	http_submit(r, b, cb);
 }
 

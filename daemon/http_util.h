@@ -65,6 +65,14 @@ typedef json_t *(*row_json_fn)(const PGresult *res, int row);
 void http_reply_page(struct http_req *r, const struct db_result *res, int idx, row_json_fn fn,
                      const char *cursor_col);
 
+/* A page of a list in `seq` order with an optional ?account= (UUID or
+ * ext:; 400 when malformed, an unknown one matches nothing: an empty list),
+ * as GET /v1/payments and /v1/refunds: view_select is "SELECT ... FROM
+ * view " with the columns seq and account_id. cb answers with
+ * http_reply_page(..., 0, fn, "seq"). */
+void http_seq_list(struct http_req *r, const char *view_select,
+                   void (*cb)(const struct db_result *, void *));
+
 /* A page of one account's rows, newest first (GET /v1/accounts/{id}/history,
  * /limit-changes): the account of path capture 0 (404 when malformed),
  * page_sql with $1 id, $2 external_ref, $3 the cursor (rows below it; none:
