@@ -72,6 +72,38 @@ payments_created_cb(const struct db_result *res, void *arg)
 	                j_json_col(pay, 0, col(pay, "response")));
 }
 
+/* How far ahead of now a received_at (or a refund's paid_at) may lie: the
+ * clock skew of the bank feed. */
+#define PAYMENT_FUTURE_SKEW_US INT64_C(300000000)
+
+bool
+money_move_ok(struct http_req *r, const char *id_raw, char id[37], int64_t amount, int64_t at,
+              const char *at_key, const char *account, const char **acc_id, const char **acc_ext)
+{
+	char msg[64];
+
+	if (!events_uuid_canon(id_raw, id)) {
+		http_reply_error(r, 400, "validation_failed", "id: must be a UUID", "id");
+		return false;
+	}
+	if (amount <= 0) {
+		http_reply_error(r, 400, "validation_failed", "amount: must be greater than 0",
+		                 "amount");
+		return false;
+	}
+	if (at > clock_now() + PAYMENT_FUTURE_SKEW_US) {
+		snprintf(msg, sizeof msg, "%s: in the future", at_key);
+		http_reply_error(r, 400, "validation_failed", msg, at_key);
+		return false;
+	}
+	if (!account_ref(account, acc_id, acc_ext)) {
+		http_reply_error(r, 400, "validation_failed",
+		                 "account: must be a UUID or ext:<external_ref>", "account");
+		return false;
+	}
+	return true;
+}
+
 void
 http_payments_create(struct http_req *r)
 {
@@ -96,25 +128,9 @@ http_payments_create(struct http_req *r)
 		http_reply_validation(r, &e);
 		return;
 	}
-	if (!events_uuid_canon(id_raw, id)) {
-		http_reply_error(r, 400, "validation_failed", "id: must be a UUID", "id");
+	if (!money_move_ok(r, id_raw, id, amount, received, "received_at", account, &acc_id,
+	                   &acc_ext))
 		return;
-	}
-	if (amount <= 0) {
-		http_reply_error(r, 400, "validation_failed", "amount: must be greater than 0",
-		                 "amount");
-		return;
-	}
-	if (received > clock_now() + PAYMENT_FUTURE_SKEW_US) {
-		http_reply_error(r, 400, "validation_failed", "received_at: in the future",
-		                 "received_at");
-		return;
-	}
-	if (!account_ref(account, &acc_id, &acc_ext)) {
-		http_reply_error(r, 400, "validation_failed",
-		                 "account: must be a UUID or ext:<external_ref>", "account");
-		return;
-	}
 	if (invoice != NULL && (*invoice == '\0' || !jf_text_ok(invoice))) {
 		http_reply_error(r, 400, "validation_failed",
 		                 "invoice: must be an invoice number or id", "invoice");

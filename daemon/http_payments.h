@@ -7,11 +7,20 @@
 #ifndef CREDITD_HTTP_PAYMENTS_H
 #define CREDITD_HTTP_PAYMENTS_H
 
+#include <stdbool.h>
+#include <stdint.h>
+
 #include "http.h"
 
-/* How far ahead of now a received_at may lie (clock skew of the bank feed);
- * http_refunds.c allows the same for a refund's paid_at. */
-#define PAYMENT_FUTURE_SKEW_US INT64_C(300000000)
+/* The checks a payment and a refund (http_refunds.c) share, after their
+ * fields' types were read: `id_raw` a UUID (canonical into id), `amount`
+ * > 0, the time `at` (field `at_key`) at most the bank feed's clock skew
+ * ahead of now, `account` a UUID or ext:<ref> (into the two params of
+ * "WHERE id = $a OR external_ref = $b"). False after answering 400 naming
+ * the first field that fails, in that order. */
+bool money_move_ok(struct http_req *r, const char *id_raw, char id[37], int64_t amount, int64_t at,
+                   const char *at_key, const char *account, const char **acc_id,
+                   const char **acc_ext);
 
 /* POST /v1/payments -> 201 {"payment","account","allocations","credit"};
  * the same id and body again -> 200 with the same body. */

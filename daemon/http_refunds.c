@@ -1,6 +1,6 @@
 /* http_refunds.c: recording and listing refunds of account credit (R5.6,
  * R6.1). Parsing and validation are the payment handler's (jsonfield,
- * account_ref, PAYMENT_FUTURE_SKEW_US); the booking is one transaction in
+ * money_move_ok); the booking is one transaction in
  * sql/0039_refunds.sql. */
 #include "http_refunds.h"
 
@@ -13,7 +13,6 @@
 #include "app.h"
 #include "clock.h"
 #include "db.h"
-#include "events.h"
 #include "http_payments.h"
 #include "http_util.h"
 #include "jsonfield.h"
@@ -91,25 +90,8 @@ http_refunds_create(struct http_req *r)
 		http_reply_validation(r, &e);
 		return;
 	}
-	if (!events_uuid_canon(id_raw, id)) {
-		http_reply_error(r, 400, "validation_failed", "id: must be a UUID", "id");
+	if (!money_move_ok(r, id_raw, id, amount, paid, "paid_at", account, &acc_id, &acc_ext))
 		return;
-	}
-	if (amount <= 0) {
-		http_reply_error(r, 400, "validation_failed", "amount: must be greater than 0",
-		                 "amount");
-		return;
-	}
-	/* the skew payments allow for received_at */
-	if (paid > clock_now() + PAYMENT_FUTURE_SKEW_US) {
-		http_reply_error(r, 400, "validation_failed", "paid_at: in the future", "paid_at");
-		return;
-	}
-	if (!account_ref(account, &acc_id, &acc_ext)) {
-		http_reply_error(r, 400, "validation_failed",
-		                 "account: must be a UUID or ext:<external_ref>", "account");
-		return;
-	}
 	snprintf(amt, sizeof amt, "%" PRId64, amount);
 	usec_param(paid, pd);
 	usec_param(clock_now(), now);
